@@ -1,0 +1,3 @@
+module github.com/tgate-web/tgate
+
+go 1.26
