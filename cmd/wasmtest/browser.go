@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromeFlags are the switches that give headless Chromium a working
+// WebGPU adapter and keep it from reaching the network on its own. With
+// Debian's chromium 156 on a machine without a GPU these are enough: the
+// adapter is SwiftShader (vendor "google", architecture "swiftshader");
+// --enable-features=Vulkan, --use-angle=swiftshader and
+// --use-webgpu-adapter=swiftshader are not needed (WASMTEST_FLAGS can add
+// them).
+var chromeFlags = []chromedp.ExecAllocatorOption{
+	chromedp.Flag("headless", "new"),
+	chromedp.Flag("no-sandbox", true),
+	chromedp.Flag("enable-unsafe-webgpu", true),
+	chromedp.Flag("disable-quic", true),
+	chromedp.Flag("no-first-run", true),
+	chromedp.Flag("no-default-browser-check", true),
+	chromedp.Flag("disable-background-networking", true),
+	chromedp.Flag("disable-component-update", true),
+	chromedp.Flag("disable-sync", true),
+	chromedp.Flag("disable-dev-shm-usage", true),
+}
+
+// runBrowser opens the page in a fresh headless Chromium, prints its
+// console to stdout, and returns the exit status the program reports.
+func runBrowser(ctx context.Context, srv *server) (int, error) {
+	chrome := os.Getenv("WASMTEST_CHROME")
+	if chrome == "" {
+		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+			if p, err := exec.LookPath(name); err == nil {
+				chrome = p
+				break
+			}
+		}
+	}
+	if chrome == "" {
+		return 0, fmt.Errorf("no Chromium found: install it (apt-get install chromium) or set WASMTEST_CHROME")
+	}
+	userDir, err := os.MkdirTemp("", "wasmtest-chrome-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(userDir)
+
+	opts := append([]chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chrome),
+		chromedp.UserDataDir(userDir),
+	}, chromeFlags...)
+	for _, f := range strings.Fields(os.Getenv("WASMTEST_FLAGS")) {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if hasVal {
+			opts = append(opts, chromedp.Flag(name, val))
+		} else {
+			opts = append(opts, chromedp.Flag(name, true))
+		}
+	}
+	// Cancelling allocCtx kills the browser process.
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	tabCtx, cancelTab := chromedp.NewContext(allocCtx)
+	defer cancelTab()
+
+	// Subscribe before navigating so that no message is lost.
+	messages := chromedp.Console(tabCtx)
+	if err := chromedp.Do(tabCtx, chromedp.Navigate(srv.url)); err != nil {
+		return 0, fmt.Errorf("starting %s: %w", chrome, err)
+	}
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			printConsole(m)
+		}
+	}()
+	select {
+	case code := <-srv.exit:
+		return code, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// printConsole writes one console message to stdout. Go's wasm_exec.js
+// sends the program's stdout and stderr here line by line through
+// console.log; other messages (warnings from WebGPU, exceptions) get their
+// type as a prefix.
+func printConsole(m chromedp.ConsoleMessage) {
+	switch {
+	case m.Type == chromedp.ConsoleLog || m.Type == chromedp.ConsoleInfo && m.Source == "":
+		fmt.Fprintln(os.Stdout, m.Text)
+	case m.IsException() && m.Exception != nil && m.Exception.Exception != nil:
+		fmt.Fprintf(os.Stdout, "[exception] %s\n%s\n", m.Text, m.Exception.Exception.Description)
+	default:
+		src := ""
+		if m.Source != "" {
+			src = " " + m.Source
+		}
+		fmt.Fprintf(os.Stdout, "[%s%s] %s\n", m.Type, src, m.Text)
+	}
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+type serverConfig struct {
+	wasmPath string            // the program to run
+	wasmExec string            // path of the toolchain's wasm_exec.js
+	fsRoot   string            // directory served read-only under /fs/
+	argv     []string          // os.Args of the Go program
+	env      map[string]string // its environment
+}
+
+// server serves the page and receives the program's exit status.
+type server struct {
+	url  string
+	exit chan int
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// findWasmExec locates wasm_exec.js: $GOROOT/lib/wasm (Go ≥ 1.24) or
+// $GOROOT/misc/wasm (older toolchains).
+func findWasmExec() (string, error) {
+	var roots []string
+	if r := os.Getenv("GOROOT"); r != "" {
+		roots = append(roots, r)
+	}
+	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
+		roots = append(roots, strings.TrimSpace(string(out)))
+	}
+	for _, r := range roots {
+		for _, sub := range []string{"lib/wasm", "misc/wasm"} {
+			p := filepath.Join(r, sub, "wasm_exec.js")
+			if _, err := os.Stat(p); err == nil {
+				return p, nil
+			}
+		}
+	}
+	return "", errors.New("cannot find wasm_exec.js under $GOROOT/lib/wasm or $GOROOT/misc/wasm (is the go command on PATH?)")
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>wasmtest</title></head>
+<body>
+<script src="/wasm_exec.js"></script>
+<script>
+(async () => {
+  const report = (code) => fetch("/exit", {method: "POST", body: String(code)});
+  try {
+    const go = new Go();
+    go.argv = {{.Argv}};
+    go.env = {{.Env}};
+    let reported = false;
+    go.exit = (code) => { reported = true; report(code); };
+    const resp = await fetch("/prog.wasm");
+    const { instance } = await WebAssembly.instantiateStreaming(resp, go.importObject);
+    await go.run(instance);
+    if (!reported) { console.error("wasmtest: program returned without calling exit"); report(1); }
+  } catch (e) {
+    console.error("wasmtest: " + (e && e.stack ? e.stack : e));
+    report(3);
+  }
+})();
+</script>
+</body></html>`))
+
+func startServer(cfg serverConfig) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &server{
+		url:  "http://" + ln.Addr().String() + "/",
+		exit: make(chan int, 1),
+		ln:   ln,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		// The template escapes argv and env into JS literals.
+		pageTmpl.Execute(w, map[string]any{"Argv": cfg.argv, "Env": cfg.env})
+	})
+	mux.HandleFunc("GET /wasm_exec.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		http.ServeFile(w, r, cfg.wasmExec)
+	})
+	mux.HandleFunc("GET /prog.wasm", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/wasm")
+		w.Header().Set("Cache-Control", "no-store")
+		http.ServeFile(w, r, cfg.wasmPath)
+	})
+	mux.Handle("GET /fs/", http.StripPrefix("/fs/", http.FileServer(http.Dir(cfg.fsRoot))))
+	mux.HandleFunc("POST /exit", func(w http.ResponseWriter, r *http.Request) {
+		var buf [32]byte
+		n, _ := r.Body.Read(buf[:])
+		code, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+		if err != nil {
+			code = 1
+		}
+		select {
+		case s.exit <- code:
+		default:
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	s.srv = &http.Server{Handler: mux}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *server) close() { s.srv.Close() }
+
+// unquoteJSON decodes a JSON value (a console argument) into v.
+func unquoteJSON(raw []byte, v any) error { return json.Unmarshal(raw, v) }
