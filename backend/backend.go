@@ -123,8 +123,11 @@ type Backend interface {
 	UploadRaw(r *tensor.Raw) Tensor
 	// ReadBack waits for pending work and returns t as float32 values.
 	ReadBack(t Tensor) (*tensor.Host, error)
-	// Free releases t's memory. Using t afterwards is an error. Freeing a
-	// view frees nothing until the tensor it views is freed.
+	// Free releases the handle t; using t afterwards is an error. A view
+	// made by Reshape shares its tensor's storage, which is released when
+	// every handle to it (the original and each view) has been freed:
+	// storage is reference-counted by handle, so code frees every handle
+	// it receives, views included, in any order.
 	Free(t Tensor)
 	// Err returns the first device error, or nil.
 	Err() error
@@ -133,7 +136,8 @@ type Backend interface {
 	Memory() MemStats
 
 	// Reshape returns a view of t with a new shape of the same element
-	// count. One dimension may be -1 and is inferred.
+	// count, sharing t's storage (see Free). One dimension may be -1 and
+	// is inferred.
 	Reshape(t Tensor, shape ...int) Tensor
 	// Permute returns a tensor whose dimension i is t's dimension perm[i],
 	// with the data rearranged (a copy, not a view).

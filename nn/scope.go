@@ -188,7 +188,9 @@ func (s *Scope) bind(name string, shape []int, flat bool) backend.Tensor {
 		return nil
 	}
 	if flat && !got.Equal(want) {
-		t = s.st.b.Reshape(t, shape...)
+		v := s.st.b.Reshape(t, shape...)
+		s.st.b.Free(t) // the view keeps the storage alive
+		t = v
 	}
 	s.st.params = append(s.st.params, Param{Name: key, DType: dt, Shape: got.Clone(), Tensor: t})
 	return t
