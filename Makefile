@@ -1,0 +1,46 @@
+# tgate-web: common tasks. `make demo` runs the pipeline on the CPU; `make test`
+# runs every test (host tests, then the WebGPU tests inside headless Chromium).
+
+GO      ?= go
+BIN     := bin
+WASMEXEC := $(CURDIR)/$(BIN)/wasmtest
+
+.PHONY: all build demo test test-host test-browser vet bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/tgate ./cmd/tgate
+	$(GO) build -o $(BIN)/wasmtest ./cmd/wasmtest
+
+# A whole text-to-image run on the CPU backend with a tiny fixture model in
+# the real diffusers layout; writes out/demo.png.
+demo: build
+	$(BIN)/tgate fixture --out out/tiny-sd
+	$(BIN)/tgate generate --model out/tiny-sd --prompt "a photo of an astronaut riding a horse on mars" \
+		--steps 10 --tgate v2 --gate-step 4 --warm-up 1 --sp-interval 2 --seed 42 --out out/demo.png
+
+vet:
+	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./webgpu/... ./cmd/kernelbench/...
+
+test: vet test-host test-browser
+
+test-host:
+	$(GO) test -count=1 ./...
+
+# The WebGPU backend's tests, compiled to wasm and run in headless Chromium
+# (SwiftShader's WebGPU adapter when there is no GPU).
+test-browser: build
+	GOOS=js GOARCH=wasm $(GO) test -count=1 -timeout 20m -exec $(WASMEXEC) -v ./webgpu/...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./cpu/...
+	GOOS=js GOARCH=wasm $(GO) run -exec $(WASMEXEC) ./cmd/kernelbench
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 2m ./safetensors
+
+clean:
+	rm -rf $(BIN) out

@@ -1,0 +1,56 @@
+package hub
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// ModelIndex is a diffusers pipeline folder's model_index.json: the
+// pipeline class and, per component, its [library, class] pair
+// ([null, null] for an absent component).
+type ModelIndex struct {
+	ClassName  string
+	Components map[string][2]string
+}
+
+// ReadModelIndex reads dir/model_index.json.
+func ReadModelIndex(dir string) (*ModelIndex, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "model_index.json"))
+	if err != nil {
+		return nil, fmt.Errorf("hub: %s is not a diffusers model folder: %w", dir, err)
+	}
+	return ParseModelIndex(data)
+}
+
+// ParseModelIndex parses model_index.json.
+func ParseModelIndex(data []byte) (*ModelIndex, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("hub: model_index.json: %w", err)
+	}
+	mi := &ModelIndex{Components: map[string][2]string{}}
+	if c, ok := raw["_class_name"]; ok {
+		if err := json.Unmarshal(c, &mi.ClassName); err != nil {
+			return nil, fmt.Errorf("hub: model_index.json: _class_name: %w", err)
+		}
+	}
+	for k, v := range raw {
+		if len(k) > 0 && k[0] == '_' {
+			continue
+		}
+		var pair []*string
+		if json.Unmarshal(v, &pair) != nil || len(pair) != 2 {
+			continue // a plain setting such as requires_safety_checker
+		}
+		if pair[0] == nil || pair[1] == nil {
+			continue
+		}
+		mi.Components[k] = [2]string{*pair[0], *pair[1]}
+	}
+	return mi, nil
+}
+
+// Class returns the class of a component ("" if absent).
+func (mi *ModelIndex) Class(component string) string { return mi.Components[component][1] }
