@@ -19,8 +19,9 @@ import (
 // storage is the float32 buffer one or more tensor handles (a tensor and
 // its reshaped views) refer to.
 type storage struct {
-	data  []float32
-	freed bool
+	data    []float32
+	freed   bool
+	handles int // live handles sharing this storage: the tensor and its views
 }
 
 // Tensor is a tensor held in host memory by the CPU backend.
@@ -28,7 +29,6 @@ type Tensor struct {
 	shape tensor.Shape
 	dtype tensor.DType
 	st    *storage
-	view  bool // a Reshape of another tensor: owns no memory
 	freed bool // this handle was passed to Free
 }
 
@@ -83,7 +83,7 @@ func (b *Backend) alloc(shape tensor.Shape) *Tensor {
 		}
 	}
 	n := shape.Numel()
-	t := &Tensor{shape: shape.Clone(), dtype: tensor.F32, st: &storage{data: make([]float32, n)}}
+	t := &Tensor{shape: shape.Clone(), dtype: tensor.F32, st: &storage{data: make([]float32, n), handles: 1}}
 	b.mu.Lock()
 	b.live += int64(4 * n)
 	if b.live > b.peak {
@@ -160,16 +160,16 @@ func (b *Backend) ReadBack(t backend.Tensor) (*tensor.Host, error) {
 	return out, nil
 }
 
-// Free releases t's memory. Freeing a view (a Reshape result) only retires
-// the handle; the memory goes when the tensor it views is freed. Freeing a
-// tensor twice panics.
+// Free retires the handle t. A tensor and its Reshape views share one
+// storage, released with the last of their handles, in any order. Freeing
+// a handle twice panics.
 func (b *Backend) Free(t backend.Tensor) {
-	if c, ok := t.(*Tensor); ok && c != nil && c.view && !c.freed {
-		c.freed = true // the viewed memory may already be gone: nothing to do
-		return
-	}
 	c := get("Free", t)
 	c.freed = true
+	c.st.handles--
+	if c.st.handles > 0 {
+		return // a view or the original still holds the storage
+	}
 	c.st.freed = true
 	n := len(c.st.data)
 	c.st.data = nil
@@ -204,5 +204,6 @@ func (b *Backend) Reshape(t backend.Tensor, shape ...int) backend.Tensor {
 	} else if known != n {
 		panic(fmt.Sprintf("cpu: Reshape %v to %v: element counts differ", c.shape, s))
 	}
-	return &Tensor{shape: s, dtype: c.dtype, st: c.st, view: true}
+	c.st.handles++
+	return &Tensor{shape: s, dtype: c.dtype, st: c.st}
 }
