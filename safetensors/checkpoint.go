@@ -91,7 +91,8 @@ func Locate(exists func(name string) bool, variant string) (Candidate, bool) {
 }
 
 // Opener opens a file of a checkpoint by its name relative to the
-// checkpoint's folder (a shard named in an index).
+// checkpoint's folder (a shard named in an index). For a file that does
+// not exist it returns an error wrapping fs.ErrNotExist.
 type Opener func(name string) (RangeReader, error)
 
 // Checkpoint is the set of tensors of one model component: a single
@@ -317,8 +318,12 @@ func loadIndex(indexName string, data []byte, open Opener, display func(string) 
 	byShard := map[string]*File{}
 	for _, shard := range ix.Shards() {
 		src, err := open(shard)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fail(&FormatError{File: indexName,
+				Problem: fmt.Sprintf("shard %s named in weight_map does not exist", display(shard))})
+		}
 		if err != nil {
-			return fail(fmt.Errorf("safetensors: %s: shard %s: %w", indexName, shard, err))
+			return fail(fmt.Errorf("safetensors: %s: shard %s: %w", indexName, display(shard), err))
 		}
 		f, err := ParseReader(src)
 		if err != nil {
@@ -358,9 +363,6 @@ func dirOpener(dir string) Opener {
 	return func(name string) (RangeReader, error) {
 		f, err := os.Open(filepath.Join(dir, name))
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("file %s does not exist", filepath.Join(dir, name))
-			}
 			return nil, err
 		}
 		r, err := FromOSFile(f)

@@ -166,7 +166,7 @@ func TestBadIndexes(t *testing.T) {
 	for _, c := range []struct{ name, index, want string }{
 		{"tensor not in its shard", `{"weight_map":{"conv_in.bias":"` + s2 + `","conv_out.weight":"` + s2 + `"}}`,
 			`tensor "conv_in.bias": weight_map places it in ` + s2 + `, which does not contain it`},
-		{"missing shard", `{"weight_map":{"a":"nowhere.safetensors"}}`, "nowhere.safetensors does not exist"},
+		{"missing shard", `{"weight_map":{"a":"nowhere.safetensors"}}`, "shard " + filepath.Join(dir, "nowhere.safetensors") + " named in weight_map does not exist"},
 		{"duplicate tensor", `{"weight_map":{"a":"` + s1 + `","a":"` + s2 + `"}}`, `tensor "a": weight_map lists this tensor more than once`},
 		{"path in shard name", `{"weight_map":{"a":"../x.safetensors"}}`, `shard "../x.safetensors" is not a plain file name`},
 		{"no weight_map", `{"metadata":{}}`, "index has no weight_map"},
