@@ -289,3 +289,41 @@ func TestRealConfig(t *testing.T) {
 		t.Errorf("%d bytes live after the passes, want the %d of the weights", live, weights)
 	}
 }
+
+// TestPipelineDecodes decodes the final latents of the pipeline runs with
+// each pipeline's VAE (scaling factors 0.18215 for SD1.5 and PixArt,
+// 0.13025 for SDXL, read from config.json) and compares with the decoded
+// images the pipelines produced. These latents are large (absmax in the
+// hundreds after the division), which the GroupNorms must absorb.
+func TestPipelineDecodes(t *testing.T) {
+	for _, c := range []struct{ run, pipeline string }{
+		{"ddim_baseline", "sd15_tiny_pipeline"},
+		{"sdxl_euler_baseline", "sdxl_tiny_pipeline"},
+		{"pixart_dpm_baseline", "pixart_tiny_pipeline"},
+	} {
+		t.Run(c.run, func(t *testing.T) {
+			b := cpu.New()
+			comp, cfg := openComponent(t, golden.Dir(t, "golden", c.pipeline, "vae"))
+			run := golden.Tensors(t, golden.Dir(t, "golden", "runs", c.run+".safetensors"))
+			lat, in := run["final.latents"], run["final.vae_decode_input"]
+			scaled := tensor.New(lat.Shape...)
+			for i, v := range lat.Data {
+				scaled.Data[i] = float32(float64(v) / cfg.ScalingFactor)
+			}
+			golden.AssertClose(t, "latents/scaling_factor", scaled, in, 1e-6)
+			d, err := LoadDecoder(b, comp, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Release(b)
+			z := b.Upload(in)
+			defer b.Free(z)
+			out, err := d.Decode(b, z)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Free(out)
+			golden.AssertClose(t, "vae_decoded", read(t, b, out), run["final.vae_decoded"], tol)
+		})
+	}
+}
