@@ -165,17 +165,16 @@ func (b *Backend) ReadBack(t backend.Tensor) (*tensor.Host, error) {
 // a handle twice panics.
 func (b *Backend) Free(t backend.Tensor) {
 	c := get("Free", t)
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	c.freed = true
 	c.st.handles--
 	if c.st.handles > 0 {
 		return // a view or the original still holds the storage
 	}
 	c.st.freed = true
-	n := len(c.st.data)
+	b.live -= int64(4 * len(c.st.data))
 	c.st.data = nil
-	b.mu.Lock()
-	b.live -= int64(4 * n)
-	b.mu.Unlock()
 }
 
 // Reshape returns a view of t sharing its memory. One dimension may be -1
@@ -204,6 +203,8 @@ func (b *Backend) Reshape(t backend.Tensor, shape ...int) backend.Tensor {
 	} else if known != n {
 		panic(fmt.Sprintf("cpu: Reshape %v to %v: element counts differ", c.shape, s))
 	}
+	b.mu.Lock()
 	c.st.handles++
+	b.mu.Unlock()
 	return &Tensor{shape: s, dtype: c.dtype, st: c.st}
 }

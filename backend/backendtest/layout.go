@@ -170,6 +170,43 @@ func testMemory(t *testing.T, s *suite) {
 	})
 }
 
+// testViewLifetime checks the reference counting of Free across Reshape
+// views: the storage lives until the last handle to it is freed, in any
+// order.
+func testViewLifetime(t *testing.T, s *suite) {
+	s.run(t, "FreeOriginalFirst", 3000, func(e *env) {
+		b := e.b
+		m0 := b.Memory()
+		h := e.randn(1, 6, 100)
+		x := b.Upload(h)
+		v := b.Reshape(x, 600)
+		w := b.Reshape(v, 3, 200)
+		m1 := b.Memory()
+		b.Free(x)
+		if m := b.Memory(); m.Live != m1.Live {
+			e.t.Errorf("freeing the original while views remain changed Live from %d to %d", m1.Live, m.Live)
+		}
+		got, err := b.ReadBack(v)
+		if err != nil {
+			e.t.Fatalf("ReadBack of a view after freeing the original: %v", err)
+		}
+		want := arr(h)
+		want.shape = []int{600}
+		e.compareHost("view after freeing the original", got, want)
+		e.check("Neg of a view of a view after freeing the original", b.Unary(backend.Neg, w),
+			refMap(&array{[]int{3, 200}, want.data}, func(x float64) float64 { return -x }), tolElementwise)
+		mn := b.Memory() // the views and the Neg result are held
+		b.Free(w)
+		if m := b.Memory(); m.Live != mn.Live {
+			e.t.Errorf("freeing one of two remaining views changed Live from %d to %d", mn.Live, m.Live)
+		}
+		b.Free(v)
+		if m, want := b.Memory(), mn.Live-(m1.Live-m0.Live); m.Live != want {
+			e.t.Errorf("freeing the last handle: Live %d, want %d (the uploaded tensor's %d bytes released)", m.Live, want, m1.Live-m0.Live)
+		}
+	})
+}
+
 func testReshape(t *testing.T, s *suite) {
 	cases := []struct {
 		from, to, want []int

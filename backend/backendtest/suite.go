@@ -78,6 +78,7 @@ func Run(t *testing.T, b backend.Backend, opt Options) {
 		{"UploadRaw", testUploadRaw},
 		{"Memory", testMemory},
 		{"Reshape", testReshape},
+		{"ViewLifetime", testViewLifetime},
 		{"Permute", testPermute},
 		{"MatMul", testMatMul},
 		{"Conv2D", testConv2D},
