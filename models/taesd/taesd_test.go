@@ -215,7 +215,8 @@ func toDiffusers(t *testing.T, f *safetensors.File, decoder bool) []safetensors.
 
 // TestAutoencoderTinyLayout writes the TAESD encoder and decoder as one
 // AutoencoderTiny-named file and checks that both load from it (the
-// layout detected from the keys) and give bit-identical outputs.
+// layout detected from the keys) and give outputs bit-identical to the
+// taesd.py files' (which TestGoldens checks against the goldens).
 func TestAutoencoderTinyLayout(t *testing.T) {
 	cases := loadCases(t)
 	var tensors []safetensors.Named
@@ -248,17 +249,26 @@ func TestAutoencoderTinyLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The top-left quarter of the golden input keeps the test fast.
 		in := readNPY(t, c.InputNPY)
 		b := cpu.New()
-		want := run(t, b, orig, part == "decoder", in)
-		got := run(t, b, tiny, part == "decoder", in)
+		x := b.Upload(in)
+		h, w := in.Shape[2]/2, in.Shape[3]/2
+		r := b.Slice(x, 2, 0, h)
+		q := b.Slice(r, 3, 0, w)
+		quarter := read(t, b, q)
+		nn.Free(b, x, r, q)
+		want := run(t, b, orig, part == "decoder", quarter)
+		got := run(t, b, tiny, part == "decoder", quarter)
 		orig.Close()
+		if !got.Shape.Equal(want.Shape) {
+			t.Fatalf("%s: shape %v, want %v", part, got.Shape, want.Shape)
+		}
 		for i := range want.Data {
 			if got.Data[i] != want.Data[i] {
 				t.Fatalf("%s: AutoencoderTiny layout output [%d] = %v, taesd.py layout %v", part, i, got.Data[i], want.Data[i])
 			}
 		}
-		golden.AssertClose(t, part+" (AutoencoderTiny layout) vs golden", got, readNPY(t, c.OutputNPY), tol)
 	}
 }
 
