@@ -106,12 +106,59 @@ func parseHeader(h []byte) (*header, error) {
 	if err := p.close('}', ""); err != nil {
 		return nil, err
 	}
+	if err := checkSurrogates(h[:p.dec.InputOffset()]); err != nil {
+		return nil, err
+	}
 	rest := h[p.dec.InputOffset():]
 	if i := bytes.IndexFunc(rest, func(r rune) bool { return !isJSONSpace(r) }); i >= 0 {
 		return nil, formatErr("", "header has %d bytes after its JSON object (first %s at header byte %d); only whitespace padding is allowed",
 			len(rest), strconv.QuoteRune(rune(rest[i])), len(h)-len(rest)+i)
 	}
 	return out, nil
+}
+
+// checkSurrogates rejects \uXXXX escapes that encode half of a UTF-16
+// surrogate pair without the other half. encoding/json turns them into
+// U+FFFD; serde_json, used by the reference reader, rejects them
+// (LoneLeadingSurrogateInHexEscape). h must be valid JSON.
+func checkSurrogates(h []byte) error {
+	hex4 := func(i int) int {
+		if i+4 > len(h) {
+			return -1
+		}
+		v, err := strconv.ParseUint(string(h[i:i+4]), 16, 16)
+		if err != nil {
+			return -1
+		}
+		return int(v)
+	}
+	inString := false
+	for i := 0; i < len(h); i++ {
+		switch c := h[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' && inString:
+			i++
+			if i >= len(h) || h[i] != 'u' {
+				continue
+			}
+			v := hex4(i + 1)
+			switch {
+			case v >= 0xD800 && v < 0xDC00:
+				if i+6 < len(h) && h[i+5] == '\\' && h[i+6] == 'u' {
+					if w := hex4(i + 7); w >= 0xDC00 && w < 0xE000 {
+						i += 10
+						continue
+					}
+				}
+				fallthrough
+			case v >= 0xDC00 && v < 0xE000:
+				return formatErr("", "header string holds an unpaired UTF-16 surrogate escape \\u%04x at header byte %d", v, i-1)
+			}
+			i += 4
+		}
+	}
+	return nil
 }
 
 func isJSONSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }

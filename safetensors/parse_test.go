@@ -34,6 +34,9 @@ func TestRejects(t *testing.T) {
 		{"header starts with space", file(` {}`, nil), []string{"does not start with '{'"}},
 		{"header empty", file(``, []byte{}), []string{"does not start with '{' (starts with nothing)"}},
 		{"header not UTF-8", file("{\"\xff\":1}", nil), []string{"not valid UTF-8"}},
+		{"lone high surrogate", file(`{"__metadata__":{"a":"x\ud800y"}}`, nil), []string{`unpaired UTF-16 surrogate escape \ud800 at header byte 23`}},
+		{"lone low surrogate", file(`{"__metadata__":{"\\\"\udc00":"v"}}`, nil), []string{`unpaired UTF-16 surrogate escape \udc00`}},
+		{"high surrogate then non-low", file(`{"__metadata__":{"a":"\ud800\u0041"}}`, nil), []string{`\ud800`}},
 		{"garbage after object", file(`{} x`, nil), []string{"2 bytes after", "'x'"}},
 		{"second object", file(`{}{}`, nil), []string{"2 bytes after its JSON object"}},
 		{"NUL padding", file("{}\x00\x00", nil), []string{"only whitespace padding"}},
@@ -123,7 +126,7 @@ func TestAccepts(t *testing.T) {
 		`"d":{"data_offsets":[8,16],"shape":[],"dtype":"I64","extra":{"k":[1,{"x":null}]}},` +
 		`"c":{"dtype":"BF16","shape":[1],"data_offsets":[6,8]},` +
 		`"zm":{"dtype":"F16","shape":[0],"data_offsets":[4,4]},` +
-		`"__metadata__":{"format":"pt","note":"caf\u00e9"},` +
+		`"__metadata__":{"format":"pt","note":"caf\u00e9","emoji":"\ud83d\ude00 \\ud800"},` +
 		`"b":{"dtype":"F16","shape":[1],"data_offsets":[4,6]},` +
 		`"a":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]},` +
 		`"zz":{"dtype":"BOOL","shape":[2,0],"data_offsets":[19,19]}} ` + "\t\n "
@@ -135,7 +138,7 @@ func TestAccepts(t *testing.T) {
 	if got := strings.Join(f.Names(), " "); got != strings.Join(wantNames, " ") {
 		t.Errorf("Names() = %s, want %s (file order)", got, strings.Join(wantNames, " "))
 	}
-	if m := f.Metadata(); len(m) != 2 || m["format"] != "pt" || m["note"] != "café" {
+	if m := f.Metadata(); len(m) != 3 || m["format"] != "pt" || m["note"] != "café" || m["emoji"] != "\U0001F600 \\ud800" {
 		t.Errorf("Metadata() = %v", m)
 	}
 	if f.HeaderLen() != int64(len(hdr)) || f.DataStart() != 8+int64(len(hdr)) || f.Size() != int64(8+len(hdr)+len(data)) {
