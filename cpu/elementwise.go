@@ -154,8 +154,14 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 	inner := dims[n-1]
 	ix, iy := sx[n-1], sy[n-1]
 	rows := len(od) / inner
-	parallelFor(rows, inner, func(lo, hi int) {
-		for row := lo; row < hi; row++ {
+	// Long rows are cut into segments so that even one row (two operands
+	// of the same shape) spreads over the workers.
+	seg := min(inner, 1<<14)
+	segs := (inner + seg - 1) / seg
+	parallelFor(rows*segs, seg, func(lo, hi int) {
+		for task := lo; task < hi; task++ {
+			row, j0 := task/segs, task%segs*seg
+			j1 := min(j0+seg, inner)
 			// Offsets of this row in x and y.
 			ox, oy, rem := 0, 0, row
 			for d := n - 2; d >= 0; d-- {
@@ -165,7 +171,7 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 				oy += idx * sy[d]
 			}
 			dst := od[row*inner : (row+1)*inner]
-			for j := range dst {
+			for j := j0; j < j1; j++ {
 				dst[j] = float32(f(float64(xd[ox+j*ix]), float64(yd[oy+j*iy])))
 			}
 		}

@@ -25,7 +25,7 @@ func unaryInput(e *env, op backend.UnaryOp, shape ...int) *tensor.Host {
 }
 
 func testUnary(t *testing.T, s *suite) {
-	shapes := [][]int{{3, 5, 65}, {2, 1, 257}}
+	shapes := [][]int{{3, 5, 65}, {2, 1, 257}, {65, 77}}
 	for _, n := range edgeSizes {
 		shapes = append(shapes, []int{n})
 	}
@@ -95,6 +95,7 @@ func testBinary(t *testing.T, s *suite) {
 		{{64, 1}, {1, 256}},      // outer product shape
 		{{5, 1, 3}, {4, 1}},      // ranks differ, both broadcast
 		{{2, 1, 257}, {2, 3, 1}}, // both broadcast at the edge size
+		{{2, 17000}, {17000}},    // long rows
 	}
 	for _, op := range backend.BinaryOps() {
 		t.Run(op.String(), func(t *testing.T) {
@@ -119,7 +120,7 @@ func testBinary(t *testing.T, s *suite) {
 }
 
 func testLinComb(t *testing.T, s *suite) {
-	for _, sh := range [][]int{{257}, {2, 3, 5}, {1}} {
+	for _, sh := range [][]int{{257}, {2, 3, 5}, {1}, {3, 4097}} {
 		for n := 1; n <= 4; n++ {
 			s.run(t, name("%dx%v", n, tensor.Shape(sh)), n*numel(sh), func(e *env) {
 				coeffs := make([]float32, n)

@@ -273,6 +273,7 @@ func testPermute(t *testing.T, s *suite) {
 		{[]int{2, 3, 4, 5}, []int{3, 2, 1, 0}},
 		{[]int{1, 65, 2, 3}, []int{2, 0, 3, 1}},
 		{[]int{2, 0, 3}, []int{2, 0, 1}},
+		{[]int{2, 65, 64, 5}, []int{0, 2, 3, 1}},
 	}
 	for _, c := range cases {
 		s.run(t, name("%v_%v", tensor.Shape(c.shape), c.perm), numel(c.shape), func(e *env) {
@@ -407,6 +408,7 @@ func testResizeNearest(t *testing.T, s *suite) {
 		{[]int{1, 1, 7, 3}, 5, 5}, // down in H, up in W
 		{[]int{1, 1, 63, 65}, 64, 257},
 		{[]int{1, 1, 3, 256}, 7, 255},
+		{[]int{2, 3, 40, 40}, 80, 80},
 	}
 	for _, c := range cases {
 		s.run(t, name("%v_to_%dx%d", tensor.Shape(c.shape), c.outH, c.outW), numel(c.shape)+c.shape[0]*c.shape[1]*c.outH*c.outW, func(e *env) {

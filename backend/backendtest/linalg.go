@@ -47,6 +47,8 @@ func testMatMul(t *testing.T, s *suite) {
 		{M: 65, K: 63, N: 64, transA: true, transB: true},
 		{M: 64, K: 65, N: 63, transB: true, bias: true},
 		{M: 255, K: 256, N: 257, transB: true, bias: true},
+		{M: 64, K: 256, N: 257, bias: true},
+		{M: 256, K: 257, N: 63, transA: true},
 		// Batches: a batched with b shared, both batched, b with fewer
 		// leading dimensions than a.
 		{aBatch: []int{2, 3}, M: 5, K: 4, N: 6, bias: true},

@@ -73,6 +73,7 @@ func testGroupNorm(t *testing.T, s *suite) {
 		{[]int{2, 64, 8, 8}, 1, 1e-6, true, f32, f32},
 		{[]int{1, 128, 4, 4}, 32, 1e-5, true, f16, f16},
 		{[]int{1, 64, 65}, 32, 1e-5, false, f32, f32},
+		{[]int{2, 64, 16, 16}, 32, 1e-6, true, f32, f32},
 	}
 	for _, c := range cases {
 		nm := name("%v_g%d_eps%g", tensor.Shape(c.shape), c.groups, c.eps)
@@ -106,6 +107,7 @@ func testLayerNorm(t *testing.T, s *suite) {
 		{[]int{2, 4}, 1e-6, f32, f32},
 		{[]int{1, 5}, 1e-6, f32, f32},
 		{[]int{2, 63}, 1e-6, f32, f32},
+		{[]int{64, 256}, 1e-5, f32, f32},
 	}
 	for _, c := range cases {
 		nm := name("%v_eps%g", tensor.Shape(c.shape), c.eps) + paramName(c.gammaDT, c.betaDT)
@@ -136,6 +138,7 @@ func testRMSNorm(t *testing.T, s *suite) {
 		{[]int{2, 5}, 1e-6, f32},
 		{[]int{1, 3}, 1e-6, f32},
 		{[]int{1, 255}, 1e-6, none},
+		{[]int{65, 257}, 1e-6, f32},
 	}
 	for _, c := range cases {
 		nm := name("%v_eps%g", tensor.Shape(c.shape), c.eps) + paramName(c.gammaDT, f32)
@@ -149,7 +152,7 @@ func testRMSNorm(t *testing.T, s *suite) {
 }
 
 func testSoftmax(t *testing.T, s *suite) {
-	for _, sh := range [][]int{{1, 1}, {3, 3}, {2, 4}, {3, 5}, {4, 63}, {4, 64}, {1, 65}, {3, 255}, {2, 256}, {2, 257}, {2, 3, 7}, {5}} {
+	for _, sh := range [][]int{{1, 1}, {3, 3}, {2, 4}, {3, 5}, {4, 63}, {4, 64}, {1, 65}, {3, 255}, {2, 256}, {2, 257}, {2, 3, 7}, {5}, {64, 257}} {
 		s.run(t, name("%v", tensor.Shape(sh)), 4*numel(sh), func(e *env) {
 			xh := e.randn(3, sh...)
 			got := e.b.Softmax(e.in(xh))
