@@ -1,7 +1,9 @@
 // matmul.wgsl: batched C = A·B (+ bias) with shared-memory tiles.
 // A is [batch, M, K] (stored [batch, K, M] when TRANS_A), B is
 // [bBatch, K, N] (stored [bBatch, N, K] when TRANS_B, a Linear weight);
-// batch i of A uses batch i mod bBatch of B. Each workgroup of WG×WG
+// B's batch dimensions broadcast against A's (up to four after merging):
+// batch i of A, unravelled over bshape, reads B at Σ idx·bstride, with
+// stride 0 along broadcast dimensions. Each workgroup of WG×WG
 // threads computes a TILE×TILE block of C, each thread a 4×4 sub-block
 // strided by WG; the K dimension is walked in steps of TK. The weight
 // operand B (and bias) may be f32, f16 or bf16 (DT_B, DT_C).
@@ -13,9 +15,11 @@ struct MMParams {
     k: u32,
     flags: u32,     // 1: add bias[N]
     a_bs: u32,      // A's batch stride (elements)
-    b_bs: u32,      // B's batch stride
-    b_batches: u32, // B's batch count
-    _pad: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    bshape: vec4<u32>,  // A's batch dimensions (leading ones padded with 1)
+    bstride: vec4<u32>, // B's element stride per batch dimension
 }
 
 override WG: u32 = 16u;
@@ -47,11 +51,11 @@ fn a_at(batch: u32, row: u32, kk: u32) -> f32 {
     return ld_a(batch * P.a_bs + row * P.k + kk);
 }
 
-fn b_at(bb: u32, kk: u32, col: u32) -> f32 {
+fn b_at(boff: u32, kk: u32, col: u32) -> f32 {
     if (TRANS_B) {
-        return ld_b(bb * P.b_bs + col * P.k + kk);
+        return ld_b(boff + col * P.k + kk);
     }
-    return ld_b(bb * P.b_bs + kk * P.n + col);
+    return ld_b(boff + kk * P.n + col);
 }
 
 @compute @workgroup_size(WG, WG)
@@ -59,7 +63,12 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     let tile_n = (P.base.x + wid.x) * TILE;
     let tile_m = (P.base.y + wid.y) * TILE;
     let batch = P.base.z + wid.z;
-    let bb = batch % P.b_batches;
+    var rem = batch;
+    var bb = 0u;
+    for (var i = 3; i >= 0; i--) {
+        bb += (rem % P.bshape[i]) * P.bstride[i];
+        rem /= P.bshape[i];
+    }
     let tid = lid.y * WG + lid.x;
     var acc: array<f32, 16>;
     for (var k0 = 0u; k0 < P.k; k0 += TK) {

@@ -13,7 +13,7 @@ struct NormParams {
     groups: u32,
     eps: f32,
     flags: u32, // 1: gamma, 2: beta, 4: SiLU after, 8: RMS (no mean)
-    _p0: u32,
+    sets: u32,  // number of normalised sets (workgroups doing work)
     _p1: u32,
 }
 
@@ -81,6 +81,9 @@ fn finish(v: f32, ch: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let gi = flat_wg(P.base, wid);
+    if (gi >= P.sets) {
+        return;
+    }
     let start = gi * P.len;
     let c0 = (gi % P.groups) * (P.ch / P.groups);
     var s = 0.0;
@@ -102,7 +105,11 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 // layer_norm normalises one row of length len; with flag 8 it is RMSNorm.
 @compute @workgroup_size(WG)
 fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let start = flat_wg(P.base, wid) * P.len;
+    let row = flat_wg(P.base, wid);
+    if (row >= P.sets) {
+        return;
+    }
+    let start = row * P.len;
     let rms = (P.flags & 8u) != 0u;
     var mean = 0.0;
     if (!rms) {
@@ -126,7 +133,11 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 // softmax over one row: exp(x − max) / Σ exp(x − max).
 @compute @workgroup_size(WG)
 fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let start = flat_wg(P.base, wid) * P.len;
+    let row = flat_wg(P.base, wid);
+    if (row >= P.sets) {
+        return;
+    }
+    let start = row * P.len;
     var m = -3.402823e38;
     for (var i = li; i < P.len; i += WG) {
         m = max(m, ld_x(start + i));

@@ -1,0 +1,276 @@
+//go:build js && wasm
+
+// Package webgpu is the GPU backend: it implements backend.Backend with the
+// WGSL kernels of package shaders, run through the browser's WebGPU API
+// (package webgpu/gpu).
+//
+// Tensors live in pooled storage buffers; weights keep their checkpoint
+// dtype (F16 and BF16 stay 2 bytes per element and are decoded in the
+// shaders). Ops are recorded into one command encoder and one compute pass,
+// submitted only when a result is read back, an upload needs it, or the
+// uniform ring fills up, so a whole forward pass is one submission. Each
+// dispatch costs about three Go→JS calls once its pipeline and bind group
+// are cached (Stats reports the counts).
+package webgpu
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tgate-web/tgate/backend"
+	"github.com/tgate-web/tgate/tensor"
+	"github.com/tgate-web/tgate/webgpu/gpu"
+)
+
+// Options configure New.
+type Options struct {
+	// PowerPreference is passed to requestAdapter: "", "low-power" or
+	// "high-performance".
+	PowerPreference string
+	// MaxWorkgroupsPerDim, when positive and below the device limit, caps
+	// the workgroups of one dispatch per dimension, so that tests can force
+	// the split-dispatch paths at small sizes.
+	MaxWorkgroupsPerDim int
+	// UniformSlots is the number of dispatches recorded before a submission
+	// is forced (default 4096).
+	UniformSlots int
+}
+
+// Stats are counters of the backend's work, for benchmarks and tests.
+type Stats struct {
+	Crossings      uint64 // Go→JS calls made through package gpu so far
+	Dispatches     uint64 // compute dispatches recorded
+	Submits        uint64 // queue submissions
+	Pipelines      int    // compute pipelines created
+	BindGroupHits  uint64 // bind groups found in the cache
+	BindGroupMiss  uint64 // bind groups created
+	PoolBytes      int64  // bytes of buffers held by the pool, used or not
+	PoolAllocs     uint64 // buffers created for the pool
+	UploadsFlushed uint64 // submissions forced by an upload
+}
+
+// Backend is the WebGPU backend. It is not safe for concurrent use.
+type Backend struct {
+	adapter *gpu.Adapter
+	dev     *gpu.Device
+	opt     Options
+	maxDim  int // workgroups per dispatch dimension
+
+	err        error // the first device error
+	live, peak int64
+	stats      Stats
+
+	pool
+	rec recorder
+
+	modules   map[string]*gpu.ShaderModule
+	pipelines map[pipeKey]*gpu.ComputePipeline
+	layouts   map[int]*gpu.BindGroupLayout
+}
+
+var _ backend.Backend = (*Backend)(nil)
+var _ backend.PeakResetter = (*Backend)(nil)
+
+// New requests an adapter and a device with the adapter's largest buffer,
+// binding and workgroup-storage limits, and returns a backend on it.
+func New(opt Options) (*Backend, error) {
+	ad, err := gpu.RequestAdapter(opt.PowerPreference)
+	if err != nil {
+		return nil, err
+	}
+	al := ad.Limits
+	dev, err := ad.RequestDevice(gpu.DeviceDescriptor{
+		Label: "tgate",
+		RequiredLimits: gpu.Limits{
+			MaxBufferSize:                  al.MaxBufferSize,
+			MaxStorageBufferBindingSize:    al.MaxStorageBufferBindingSize,
+			MaxComputeWorkgroupStorageSize: al.MaxComputeWorkgroupStorageSize,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{
+		adapter:   ad,
+		dev:       dev,
+		opt:       opt,
+		modules:   map[string]*gpu.ShaderModule{},
+		pipelines: map[pipeKey]*gpu.ComputePipeline{},
+		layouts:   map[int]*gpu.BindGroupLayout{},
+	}
+	b.maxDim = int(dev.Limits.MaxComputeWorkgroupsPerDimension)
+	if opt.MaxWorkgroupsPerDim > 0 && opt.MaxWorkgroupsPerDim < b.maxDim {
+		b.maxDim = opt.MaxWorkgroupsPerDim
+	}
+	b.pool.init(dev)
+	dev.OnUncapturedError(func(e error) { b.setErr(e) })
+	go func() {
+		<-dev.Lost()
+		b.setErr(dev.LostError())
+	}()
+	b.rec.init(b, opt.UniformSlots)
+	return b, nil
+}
+
+// AdapterInfo describes the adapter the backend runs on.
+func (b *Backend) AdapterInfo() gpu.AdapterInfo { return b.adapter.Info }
+
+// Limits returns the device's limits.
+func (b *Backend) Limits() gpu.Limits { return b.dev.Limits }
+
+// Stats returns the work counters.
+func (b *Backend) Stats() Stats {
+	s := b.stats
+	s.Crossings = gpu.Crossings()
+	s.Pipelines = len(b.pipelines)
+	s.PoolBytes = b.pool.total
+	return s
+}
+
+// Name returns "webgpu".
+func (b *Backend) Name() string { return "webgpu" }
+
+func (b *Backend) setErr(err error) {
+	if b.err == nil && err != nil {
+		b.err = err
+	}
+}
+
+// Err returns the first device error (validation, out of memory, device
+// lost), or nil.
+func (b *Backend) Err() error { return b.err }
+
+// Memory reports the bytes of the buffers held by live tensors (their
+// pooled size classes) and the peak of that since New or ResetPeak.
+func (b *Backend) Memory() backend.MemStats { return backend.MemStats{Live: b.live, Peak: b.peak} }
+
+// ResetPeak sets the peak counter to the live bytes.
+func (b *Backend) ResetPeak() { b.peak = b.live }
+
+// Close submits pending work, waits for the queue and destroys the device.
+func (b *Backend) Close() error {
+	b.rec.flush()
+	err := b.dev.Queue.OnSubmittedWorkDone()
+	b.dev.Destroy()
+	return errors.Join(b.err, err)
+}
+
+// storage is a buffer shared by a tensor and its reshaped views.
+type storage struct {
+	buf   *buffer
+	freed bool
+}
+
+// Tensor is a tensor in a GPU buffer, starting at offset 0.
+type Tensor struct {
+	shape tensor.Shape
+	dtype tensor.DType
+	st    *storage
+	view  bool // a Reshape of another tensor: owns no memory
+	freed bool
+}
+
+// Shape returns the tensor's dimensions.
+func (t *Tensor) Shape() tensor.Shape { return t.shape }
+
+// DType returns the tensor's stored encoding (F32 for every op result).
+func (t *Tensor) DType() tensor.DType { return t.dtype }
+
+// bytes is the tensor's data size in bytes.
+func (t *Tensor) bytes() uint64 { return uint64(t.shape.Numel() * t.dtype.Size()) }
+
+// get unwraps an op's tensor argument, panicking with the op's name if it
+// is not a live WebGPU tensor.
+func get(op string, t backend.Tensor) *Tensor {
+	c, ok := t.(*Tensor)
+	if !ok || c == nil {
+		panic(fmt.Sprintf("webgpu: %s: argument %T is not a webgpu tensor", op, t))
+	}
+	if c.freed || c.st.freed {
+		panic(fmt.Sprintf("webgpu: %s: use of freed tensor %v", op, c.shape))
+	}
+	return c
+}
+
+// getOpt is get for an optional argument: nil stays nil.
+func getOpt(op string, t backend.Tensor) *Tensor {
+	if t == nil {
+		return nil
+	}
+	if c, ok := t.(*Tensor); ok && c == nil {
+		return nil
+	}
+	return get(op, t)
+}
+
+// alloc makes a tensor of the given shape and dtype in a pooled buffer.
+// forWrite says the buffer will be filled by queue.writeBuffer, so it must
+// not be one that unsubmitted commands still use.
+func (b *Backend) alloc(shape tensor.Shape, dt tensor.DType, forWrite bool) *Tensor {
+	for _, d := range shape {
+		if d < 0 {
+			panic(fmt.Sprintf("webgpu: negative dimension in shape %v", shape))
+		}
+	}
+	n := uint64(shape.Numel() * dt.Size())
+	buf := b.pool.get(n, forWrite, b.rec.epoch)
+	b.live += int64(buf.size)
+	b.peak = max(b.peak, b.live)
+	return &Tensor{shape: shape.Clone(), dtype: dt, st: &storage{buf: buf}}
+}
+
+// Free releases t's buffer to the pool. Freeing a view (a Reshape result)
+// only retires the handle. Freeing a tensor twice panics.
+func (b *Backend) Free(t backend.Tensor) {
+	if c, ok := t.(*Tensor); ok && c != nil && c.view && !c.freed {
+		c.freed = true
+		return
+	}
+	c := get("Free", t)
+	c.freed = true
+	c.st.freed = true
+	b.live -= int64(c.st.buf.size)
+	b.pool.put(c.st.buf)
+	c.st.buf = nil
+}
+
+// Reshape returns a view of t sharing its buffer. One dimension may be -1.
+func (b *Backend) Reshape(t backend.Tensor, shape ...int) backend.Tensor {
+	c := get("Reshape", t)
+	s := tensor.Shape(shape).Clone()
+	infer, known := -1, 1
+	for i, d := range s {
+		switch {
+		case d == -1 && infer < 0:
+			infer = i
+		case d < 0:
+			panic(fmt.Sprintf("webgpu: Reshape %v to %v: bad dimension %d", c.shape, s, d))
+		default:
+			known *= d
+		}
+	}
+	n := c.shape.Numel()
+	if infer >= 0 {
+		if known == 0 || n%known != 0 {
+			panic(fmt.Sprintf("webgpu: Reshape %v to %v: cannot infer the -1 dimension", c.shape, s))
+		}
+		s[infer] = n / known
+	}
+	if s.Numel() != n {
+		panic(fmt.Sprintf("webgpu: Reshape %v to %v: element counts differ", c.shape, s))
+	}
+	return &Tensor{shape: s, dtype: c.dtype, st: c.st, view: true}
+}
+
+// dtCode is the shaders' dtype code of a tensor.
+func dtCode(dt tensor.DType) float64 {
+	switch dt {
+	case tensor.F32:
+		return 0
+	case tensor.F16:
+		return 1
+	case tensor.BF16:
+		return 2
+	}
+	panic(fmt.Sprintf("webgpu: dtype %v cannot be read by the kernels", dt))
+}

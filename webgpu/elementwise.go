@@ -1,0 +1,203 @@
+//go:build js && wasm
+
+package webgpu
+
+import (
+	"fmt"
+
+	"github.com/tgate-web/tgate/backend"
+	"github.com/tgate-web/tgate/tensor"
+)
+
+// Kernels of elementwise.wgsl.
+var (
+	kUnary   = kernel{file: "elementwise.wgsl", entry: "unary", inputs: 1, flat: true}
+	kBinary  = kernel{file: "elementwise.wgsl", entry: "binary", inputs: 2, flat: true}
+	kLinComb = kernel{file: "elementwise.wgsl", entry: "lincomb", inputs: 4, flat: true}
+)
+
+// elementwiseWG is the workgroup size (override WG) of the flat kernels.
+const elementwiseWG = 256
+
+// ewParams mirrors Params in elementwise.wgsl.
+type ewParams struct {
+	Base          [4]uint32
+	N, Op, Rank   uint32
+	_             uint32
+	F             [4]float32
+	Shape, SA, SB [8]uint32
+}
+
+// Operation codes of unary_fn beyond the UnaryOp values.
+const (
+	opAffine = 100
+	opClamp  = 101
+)
+
+// groups returns the workgroups covering n items, WG per workgroup.
+func groups(n, wg int) int { return (n + wg - 1) / wg }
+
+func (b *Backend) unaryLike(name string, xt backend.Tensor, op uint32, f [4]float32) backend.Tensor {
+	x := get(name, xt)
+	out := b.alloc(x.shape, tensor.F32, false)
+	n := x.shape.Numel()
+	p := ewParams{N: uint32(n), Op: op, F: f}
+	b.run(kUnary, map[string]float64{"DT_A": dtCode(x.dtype)}, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, x)
+	return out
+}
+
+// Unary applies op elementwise (formulas in backend.UnaryOp).
+func (b *Backend) Unary(op backend.UnaryOp, x backend.Tensor) backend.Tensor {
+	if int(op) < 0 || int(op) >= len(backend.UnaryOps()) {
+		panic(fmt.Sprintf("webgpu: Unary: unknown op %d", int(op)))
+	}
+	return b.unaryLike("Unary "+op.String(), x, uint32(op), [4]float32{})
+}
+
+// Affine computes x·scale + shift.
+func (b *Backend) Affine(x backend.Tensor, scale, shift float32) backend.Tensor {
+	return b.unaryLike("Affine", x, opAffine, [4]float32{scale, shift, 0, 0})
+}
+
+// Clamp limits every element to [lo, hi].
+func (b *Backend) Clamp(x backend.Tensor, lo, hi float32) backend.Tensor {
+	return b.unaryLike("Clamp", x, opClamp, [4]float32{0, 0, lo, hi})
+}
+
+// contiguousStrides returns the row-major element strides of shape.
+func contiguousStrides(shape tensor.Shape) []int {
+	s := make([]int, len(shape))
+	st := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		s[i] = st
+		st *= shape[i]
+	}
+	return s
+}
+
+// pack8 copies up to eight values into a uniform array.
+func pack8(name string, vals []int) [8]uint32 {
+	var a [8]uint32
+	if len(vals) > 8 {
+		panic(fmt.Sprintf("webgpu: %s: rank %d above 8", name, len(vals)))
+	}
+	for i, v := range vals {
+		a[i] = uint32(v)
+	}
+	return a
+}
+
+// Binary applies op with NumPy broadcasting.
+func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Tensor {
+	name := "Binary " + op.String()
+	if int(op) < 0 || int(op) >= len(backend.BinaryOps()) {
+		panic(fmt.Sprintf("webgpu: Binary: unknown op %d", int(op)))
+	}
+	x, y := get(name, at), get(name, bt)
+	r := max(x.shape.Rank(), y.shape.Rank())
+	xs, ys := padShape(x.shape, r), padShape(y.shape, r)
+	os := make(tensor.Shape, r)
+	for i := range os {
+		switch {
+		case xs[i] == ys[i]:
+			os[i] = xs[i]
+		case xs[i] == 1:
+			os[i] = ys[i]
+		case ys[i] == 1:
+			os[i] = xs[i]
+		default:
+			panic(fmt.Sprintf("webgpu: %s: shapes %v and %v do not broadcast", name, x.shape, y.shape))
+		}
+	}
+	out := b.alloc(os, tensor.F32, false)
+	// Merge runs of dimensions with the same broadcast pattern, so that any
+	// rank fits the kernel's eight.
+	var dims, sa, sb []int
+	cx, cy := contiguousStrides(xs), contiguousStrides(ys)
+	for i := r - 1; i >= 0; i-- {
+		if os[i] == 1 {
+			continue
+		}
+		stx, sty := cx[i], cy[i]
+		if xs[i] == 1 {
+			stx = 0
+		}
+		if ys[i] == 1 {
+			sty = 0
+		}
+		if n := len(dims); n > 0 && (sa[n-1] == 0) == (stx == 0) && (sb[n-1] == 0) == (sty == 0) &&
+			(stx == 0 || stx == sa[n-1]*dims[n-1]) && (sty == 0 || sty == sb[n-1]*dims[n-1]) {
+			dims[n-1] *= os[i]
+			continue
+		}
+		dims, sa, sb = append(dims, os[i]), append(sa, stx), append(sb, sty)
+	}
+	// dims were collected innermost first; the kernel wants outermost first.
+	for i, j := 0, len(dims)-1; i < j; i, j = i+1, j-1 {
+		dims[i], dims[j] = dims[j], dims[i]
+		sa[i], sa[j] = sa[j], sa[i]
+		sb[i], sb[j] = sb[j], sb[i]
+	}
+	n := os.Numel()
+	p := ewParams{N: uint32(n), Op: uint32(op), Rank: uint32(len(dims)),
+		Shape: pack8(name, dims), SA: pack8(name, sa), SB: pack8(name, sb)}
+	consts := map[string]float64{"DT_A": dtCode(x.dtype), "DT_B": dtCode(y.dtype)}
+	b.run(kBinary, consts, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, x, y)
+	return out
+}
+
+// padShape left-pads s with ones to rank r.
+func padShape(s tensor.Shape, r int) tensor.Shape {
+	out := make(tensor.Shape, r)
+	for i := range out {
+		out[i] = 1
+	}
+	copy(out[r-len(s):], s)
+	return out
+}
+
+// LinComb returns Σ coeffs[i]·ts[i]. Up to four terms go in one dispatch;
+// longer sums continue from the partial result with coefficient 1.
+func (b *Backend) LinComb(coeffs []float32, ts ...backend.Tensor) backend.Tensor {
+	if len(ts) == 0 || len(coeffs) != len(ts) {
+		panic(fmt.Sprintf("webgpu: LinComb: %d coefficients for %d tensors", len(coeffs), len(ts)))
+	}
+	xs := make([]*Tensor, len(ts))
+	for i, t := range ts {
+		xs[i] = get("LinComb", t)
+		if !xs[i].shape.Equal(xs[0].shape) {
+			panic(fmt.Sprintf("webgpu: LinComb: tensor %d has shape %v, tensor 0 has %v", i, xs[i].shape, xs[0].shape))
+		}
+	}
+	shape := xs[0].shape
+	n := shape.Numel()
+	var acc *Tensor
+	cs := coeffs
+	for len(xs) > 0 {
+		var in []*Tensor
+		var f []float32
+		if acc != nil {
+			in, f = append(in, acc), append(f, 1)
+		}
+		k := min(4-len(in), len(xs))
+		in, f = append(in, xs[:k]...), append(f, cs[:k]...)
+		xs, cs = xs[k:], cs[k:]
+		p := ewParams{N: uint32(n), Rank: uint32(len(in))}
+		copy(p.F[:], f)
+		consts := map[string]float64{}
+		names := [4]string{"DT_A", "DT_B", "DT_C", "DT_D"}
+		for len(in) < 4 {
+			in = append(in, in[0])
+		}
+		for i, t := range in {
+			consts[names[i]] = dtCode(t.dtype)
+		}
+		out := b.alloc(shape, tensor.F32, false)
+		b.run(kLinComb, consts, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, in...)
+		if acc != nil {
+			b.Free(acc)
+		}
+		acc = out
+	}
+	return acc
+}
