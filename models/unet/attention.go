@@ -60,19 +60,30 @@ func scopePrefix(s *nn.Scope) string {
 	return strings.TrimSuffix(p[:len(p)-1], ".")
 }
 
-// forwardError carries an input error out of the hook's compute callback,
-// whose signature has no error; Model.Forward turns it back into an error.
-type forwardError struct{ err error }
+// run is the state of one Model.Forward: the attention hook and the first
+// error met inside it. A module that cannot compute (its weights were
+// released, or it needs the text embeddings and has none) records the
+// error and yields zeros, so the pass still frees everything it made and
+// Forward returns the error.
+type run struct {
+	hook nn.AttentionHook
+	err  error
+}
 
-func fail(format string, a ...any) { panic(forwardError{fmt.Errorf("unet: "+format, a...)}) }
+func (r *run) fail(format string, a ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("unet: "+format, a...)
+	}
+}
 
-// Forward runs the block on tokens h [B, N, dim] with context ctx
+// forward runs the block on tokens h [B, N, dim] with context ctx
 // [B, M, crossDim] (nil is allowed when the hook never computes the
 // cross-attention). h is not freed.
-func (t *BasicTransformerBlock) Forward(b backend.Backend, h, ctx backend.Tensor, hook nn.AttentionHook) backend.Tensor {
-	a1, own1 := hook.Attention(t.SelfKey(), nn.SelfAttn, func() backend.Tensor {
+func (t *BasicTransformerBlock) forward(b backend.Backend, h, ctx backend.Tensor, r *run) backend.Tensor {
+	a1, own1 := r.hook.Attention(t.SelfKey(), nn.SelfAttn, func() backend.Tensor {
 		if t.released {
-			fail("attention %s was released", t.SelfKey())
+			r.fail("attention %s was released", t.SelfKey())
+			return b.Affine(h, 0, 0)
 		}
 		n := t.Norm1.Forward(b, h)
 		o := t.Attn1.Forward(b, n, nil, nil)
@@ -84,12 +95,14 @@ func (t *BasicTransformerBlock) Forward(b backend.Backend, h, ctx backend.Tensor
 		b.Free(a1)
 	}
 
-	a2, own2 := hook.Attention(t.CrossKey(), nn.CrossAttn, func() backend.Tensor {
+	a2, own2 := r.hook.Attention(t.CrossKey(), nn.CrossAttn, func() backend.Tensor {
 		if t.crossReleased {
-			fail("cross-attention %s was released; its output must come from the hook's cache", t.CrossKey())
+			r.fail("cross-attention %s was released; its output must come from the hook's cache", t.CrossKey())
+			return b.Affine(h1, 0, 0)
 		}
 		if ctx == nil {
-			fail("cross-attention %s needs encoder hidden states but ctx is nil", t.CrossKey())
+			r.fail("cross-attention %s needs encoder hidden states but ctx is nil", t.CrossKey())
+			return b.Affine(h1, 0, 0)
 		}
 		n := t.Norm2.Forward(b, h1)
 		o := t.Attn2.Forward(b, n, ctx, nil)

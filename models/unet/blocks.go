@@ -33,15 +33,15 @@ func newDownBlock(s *nn.Scope, p blockPlan, tembDim, groups int, eps float32) *D
 	return d
 }
 
-// Forward runs the block on h and returns its skip outputs in order; the
+// forward runs the block on h and returns its skip outputs in order; the
 // last one is the block's output. Every returned tensor is new; h is not
 // freed.
-func (d *DownBlock) Forward(b backend.Backend, h, tembAct, ctx backend.Tensor, hook nn.AttentionHook) []backend.Tensor {
+func (d *DownBlock) forward(b backend.Backend, h, tembAct, ctx backend.Tensor, rs *run) []backend.Tensor {
 	var outs []backend.Tensor
 	for j, r := range d.Resnets {
 		x := r.Forward(b, h, tembAct)
 		if j < len(d.Attentions) {
-			y := d.Attentions[j].Forward(b, x, ctx, hook)
+			y := d.Attentions[j].forward(b, x, ctx, rs)
 			b.Free(x)
 			x = y
 		}
@@ -69,11 +69,11 @@ func newMidBlock(s *nn.Scope, p blockPlan, tembDim, groups int, eps, outScale fl
 	return m
 }
 
-// Forward runs the mid block; h is not freed.
-func (m *MidBlock) Forward(b backend.Backend, h, tembAct, ctx backend.Tensor, hook nn.AttentionHook) backend.Tensor {
+// forward runs the mid block; h is not freed.
+func (m *MidBlock) forward(b backend.Backend, h, tembAct, ctx backend.Tensor, rs *run) backend.Tensor {
 	x := m.Resnets[0].Forward(b, h, tembAct)
 	for i, a := range m.Attentions {
-		y := a.Forward(b, x, ctx, hook)
+		y := a.forward(b, x, ctx, rs)
 		b.Free(x)
 		x = m.Resnets[i+1].Forward(b, y, tembAct)
 		b.Free(y)
@@ -104,13 +104,13 @@ func newUpBlock(s *nn.Scope, p blockPlan, tembDim, groups int, eps float32) *UpB
 	return u
 }
 
-// Forward runs the block. skips are the block's skip tensors in pop order
+// forward runs the block. skips are the block's skip tensors in pop order
 // (most recent first); each is freed after use, and so is h when owned is
 // true. A skip may be h itself (a UNet without a mid block): it is then
 // freed once. upH, upW are the upsampler's output size (2H×2W, or the next
 // skip's size under the resize rule).
-func (u *UpBlock) Forward(b backend.Backend, h backend.Tensor, owned bool, skips []backend.Tensor,
-	tembAct, ctx backend.Tensor, hook nn.AttentionHook, upH, upW int) backend.Tensor {
+func (u *UpBlock) forward(b backend.Backend, h backend.Tensor, owned bool, skips []backend.Tensor,
+	tembAct, ctx backend.Tensor, rs *run, upH, upW int) backend.Tensor {
 	for j, r := range u.Resnets {
 		s := skips[j]
 		cat := b.Concat(1, h, s)
@@ -121,7 +121,7 @@ func (u *UpBlock) Forward(b backend.Backend, h backend.Tensor, owned bool, skips
 		x := r.Forward(b, cat, tembAct)
 		b.Free(cat)
 		if j < len(u.Attentions) {
-			y := u.Attentions[j].Forward(b, x, ctx, hook)
+			y := u.Attentions[j].forward(b, x, ctx, rs)
 			b.Free(x)
 			x = y
 		}

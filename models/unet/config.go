@@ -46,6 +46,9 @@ func (v *IntOrList) UnmarshalJSON(data []byte) error {
 		}
 		out := IntOrList{Values: make([]int, len(raw)), Set: true}
 		for i, r := range raw {
+			if r = bytes.TrimSpace(r); len(r) > 0 && r[0] == '[' {
+				return fmt.Errorf("a list of lists (per-layer values of an asymmetric UNet) is not supported")
+			}
 			n, err := parseInt(r)
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", i, err)
@@ -252,6 +255,20 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 	type plain Config
 	p := plain(DefaultConfig())
 	if err := json.Unmarshal(data, &p); err != nil {
+		// Name the key whose value is malformed: errors from a field's own
+		// UnmarshalJSON do not carry its name.
+		var raw map[string]json.RawMessage
+		if json.Unmarshal(data, &raw) == nil {
+			for _, k := range []string{"sample_size", "layers_per_block", "cross_attention_dim",
+				"transformer_layers_per_block", "attention_head_dim", "num_attention_heads"} {
+				var v IntOrList
+				if r, ok := raw[k]; ok {
+					if e := json.Unmarshal(r, &v); e != nil {
+						return fmt.Errorf("%s: %w", k, e)
+					}
+				}
+			}
+		}
 		return err
 	}
 	*c = Config(p)

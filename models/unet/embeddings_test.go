@@ -2,6 +2,8 @@ package unet
 
 import (
 	"math"
+	"math/big"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/tgate-web/tgate/internal/golden"
@@ -92,5 +94,60 @@ func TestGuidanceScaleEmbeddingGolden(t *testing.T) {
 	}
 	if e.Data[8] != 0 {
 		t.Errorf("odd width: last column %v, want 0", e.Data[8])
+	}
+}
+
+// TestFMA32 compares the single-rounding float32 multiply-add with the
+// exact value computed in big.Float, on random operands and on sums built
+// to fall exactly halfway between two float32 values.
+func TestFMA32(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	check := func(a, b, c float32) {
+		exact := new(big.Float).SetPrec(200).SetFloat64(float64(a))
+		exact.Mul(exact, new(big.Float).SetPrec(200).SetFloat64(float64(b)))
+		exact.Add(exact, new(big.Float).SetPrec(200).SetFloat64(float64(c)))
+		want, _ := exact.Float32() // rounds to nearest even
+		if got := fma32(a, b, c); got != want {
+			t.Fatalf("fma32(%v, %v, %v) = %v, want %v", a, b, c, got, want)
+		}
+	}
+	for i := 0; i < 100000; i++ {
+		a := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))
+		b := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))
+		c := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))
+		check(a, b, c)
+	}
+	// Sums whose float64 rounding lands exactly on a float32 midpoint, with
+	// the discarded part deciding the direction:
+	// −2^-24·(1−2^-23)·(1+2^-23) + (1+2^-23) = 1 + 2^-24 + 2^-70 rounds
+	// up to 1 + 2^-23 (a plain float32(float64 sum) gives 1), and the
+	// mirrored sum 1 + 2^-24 − 2^-70 rounds down to 1.
+	check(-0x1p-24*(1-0x1p-23), 1+0x1p-23, 1+0x1p-23)
+	if got := fma32(-0x1p-24*(1-0x1p-23), 1+0x1p-23, 1+0x1p-23); got != 1+0x1p-23 {
+		t.Errorf("tie broken the wrong way: %v", got)
+	}
+	check(0x1p-24*(1-0x1p-23), 1+0x1p-23, 1)
+}
+
+// TestExpf32 checks the reproduction of PyTorch's float32 exp against the
+// correctly rounded value: at most one ulp apart, and equal for most x.
+func TestExpf32(t *testing.T) {
+	same, n := 0, 0
+	for x := float32(-20); x < 20; x += 0.001 {
+		got := expf32(x)
+		want := float32(math.Exp(float64(x)))
+		if got != want && math.Nextafter32(got, want) != want {
+			t.Fatalf("expf32(%v) = %v, correctly rounded %v: more than an ulp apart", x, got, want)
+		}
+		if got == want {
+			same++
+		}
+		n++
+	}
+	if same < n*9/10 {
+		t.Errorf("only %d of %d values correctly rounded", same, n)
+	}
+	if expf32(-200) != 0 || !math.IsInf(float64(expf32(200)), 1) || expf32(0) != 1 {
+		t.Error("range limits")
 	}
 }

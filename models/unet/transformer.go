@@ -45,8 +45,8 @@ func NewTransformer2D(s *nn.Scope, channels, heads, layers, crossDim, groups int
 	return t
 }
 
-// Forward runs the model on x [B, C, H, W]; x is not freed.
-func (t *Transformer2D) Forward(b backend.Backend, x, ctx backend.Tensor, hook nn.AttentionHook) backend.Tensor {
+// forward runs the model on x [B, C, H, W]; x is not freed.
+func (t *Transformer2D) forward(b backend.Backend, x, ctx backend.Tensor, r *run) backend.Tensor {
 	sh := x.Shape()
 	bs, c, hgt, wid := sh[0], sh[1], sh[2], sh[3]
 
@@ -58,7 +58,7 @@ func (t *Transformer2D) Forward(b backend.Backend, x, ctx backend.Tensor, hook n
 	b.Free(tok)
 
 	for _, blk := range t.Blocks {
-		h2 := blk.Forward(b, h, ctx, hook)
+		h2 := blk.forward(b, h, ctx, r)
 		b.Free(h)
 		h = h2
 	}

@@ -121,29 +121,24 @@ type ForwardOpts struct {
 // or one per sample; fractional values are allowed), conditioned on the
 // encoder hidden states ctx [B, M, cross_attention_dim]. ctx may be nil
 // when opt.Hook supplies every cross-attention output. Inputs are not
-// freed; the result belongs to the caller.
+// freed; the result belongs to the caller. Every intermediate is freed as
+// soon as it is used (a skip when it is popped), also when a module that
+// the hook asks to compute cannot be (ctx nil, or weights released): the
+// pass then finishes with zeros in its place and Forward returns the
+// error.
 //
 // The sequence is unet_2d_condition.py forward: time embedding; conv_in;
 // down blocks pushing skips; mid block; up blocks popping skips (with the
 // resize rule when H or W is not a multiple of 2^NumUpsamplers: every
 // upsampler resizes to the next skip's size); conv_norm_out, SiLU,
 // conv_out.
-func (m *Model) Forward(b backend.Backend, sample backend.Tensor, timesteps []float64, ctx backend.Tensor, opt ForwardOpts) (out backend.Tensor, err error) {
+func (m *Model) Forward(b backend.Backend, sample backend.Tensor, timesteps []float64, ctx backend.Tensor, opt ForwardOpts) (backend.Tensor, error) {
 	if err := m.checkInputs(sample, timesteps, ctx, opt); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			fe, ok := r.(forwardError)
-			if !ok {
-				panic(r)
-			}
-			out, err = nil, fe.err
-		}
-	}()
-	hook := opt.Hook
-	if hook == nil {
-		hook = nn.ComputeAlways{}
+	rs := &run{hook: opt.Hook}
+	if rs.hook == nil {
+		rs.hook = nn.ComputeAlways{}
 	}
 	sh := sample.Shape()
 	bs, hgt, wid := sh[0], sh[2], sh[3]
@@ -162,14 +157,14 @@ func (m *Model) Forward(b backend.Backend, sample backend.Tensor, timesteps []fl
 	// Down path: the skip stack starts with conv_in's output.
 	skips := []backend.Tensor{h}
 	for _, d := range m.Down {
-		outs := d.Forward(b, h, tembAct, ctx, hook)
+		outs := d.forward(b, h, tembAct, ctx, rs)
 		skips = append(skips, outs...)
 		h = outs[len(outs)-1]
 	}
 
 	owned := false // h is still on the skip stack
 	if m.Mid != nil {
-		h = m.Mid.Forward(b, h, tembAct, ctx, hook)
+		h = m.Mid.forward(b, h, tembAct, ctx, rs)
 		owned = true
 	}
 
@@ -191,15 +186,19 @@ func (m *Model) Forward(b backend.Backend, sample backend.Tensor, timesteps []fl
 				upH, upW = next[2], next[3]
 			}
 		}
-		h = u.Forward(b, h, owned, pop, tembAct, ctx, hook, upH, upW)
+		h = u.forward(b, h, owned, pop, tembAct, ctx, rs, upH, upW)
 		owned = true
 	}
 	b.Free(tembAct)
 
 	n := m.NormOut.Forward(b, h, true)
 	b.Free(h)
-	out = m.ConvOut.Forward(b, n)
+	out := m.ConvOut.Forward(b, n)
 	b.Free(n)
+	if rs.err != nil {
+		b.Free(out)
+		return nil, rs.err
+	}
 	return out, nil
 }
 
