@@ -369,6 +369,9 @@ func (c *Config) plan() (*plan, error) {
 	if c.ClassEmbedType != nil || c.NumClassEmbeds != nil {
 		return nil, errf("class embeddings (class_embed_type / num_class_embeds) are not supported")
 	}
+	if c.ClassEmbeddingsConcat {
+		return nil, errf("class_embeddings_concat is not supported")
+	}
 	if c.DualCrossAttention {
 		return nil, errf("dual_cross_attention is not supported")
 	}

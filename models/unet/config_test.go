@@ -166,6 +166,7 @@ func TestConfigErrors(t *testing.T) {
 		{`{"addition_embed_type": "text_time"}`, `addition_time_embed_dim`},
 		{`{"class_embed_type": "timestep"}`, `class_embed_type`},
 		{`{"num_class_embeds": 10}`, `num_class_embeds`},
+		{`{"class_embeddings_concat": true}`, `class_embeddings_concat`},
 		{`{"only_cross_attention": true}`, `only_cross_attention`},
 		{`{"only_cross_attention": [false, true, false, false]}`, `only_cross_attention`},
 		{`{"resnet_time_scale_shift": "scale_shift"}`, `resnet_time_scale_shift "scale_shift"`},

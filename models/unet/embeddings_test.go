@@ -111,7 +111,7 @@ func TestFMA32(t *testing.T) {
 			t.Fatalf("fma32(%v, %v, %v) = %v, want %v", a, b, c, got, want)
 		}
 	}
-	for i := 0; i < 100000; i++ {
+	for i := 0; i < 20000; i++ {
 		a := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))
 		b := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))
 		c := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(20)-10)))

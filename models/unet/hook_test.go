@@ -91,6 +91,10 @@ func TestHookReuseAndRelease(t *testing.T) {
 		t.Errorf("unexpected keys/strides: %s %d, %s %d", rec.keys[1], mods[1].Stride, mods[8].Key, mods[8].Stride)
 	}
 
+	if cross := m.CrossAttentionModules(); len(cross) != 11 || cross[0] != rec.keys[1] {
+		t.Errorf("CrossAttentionModules: %d keys, first %q", len(cross), cross[0])
+	}
+
 	// Pass 2: batch 2 = [x0, 0.5 − x0], ctx nil, every cross-attention
 	// reused. Row 0 must reproduce pass 1.
 	x1 := b.Affine(x0, -1, 0.5)

@@ -388,6 +388,18 @@ func (m *Model) AttentionModules() []AttentionModule {
 	return out
 }
 
+// CrossAttentionModules returns the hook keys of every cross-attention
+// (attn2) module, in forward order.
+func (m *Model) CrossAttentionModules() []string {
+	var keys []string
+	for _, md := range m.AttentionModules() {
+		if md.Kind == nn.CrossAttn {
+			keys = append(keys, md.Key)
+		}
+	}
+	return keys
+}
+
 func (m *Model) transformers() []*Transformer2D {
 	var ts []*Transformer2D
 	for _, d := range m.Down {
