@@ -71,7 +71,7 @@ func parseHeader(h []byte) (*header, error) {
 	if len(h) == 0 || h[0] != '{' {
 		first := "nothing"
 		if len(h) > 0 {
-			first = strconv.QuoteRune(rune(h[0]))
+			first = strconv.QuoteRune(firstRune(h))
 		}
 		return nil, formatErr("", "header does not start with '{' (starts with %s)", first)
 	}
@@ -112,7 +112,7 @@ func parseHeader(h []byte) (*header, error) {
 	rest := h[p.dec.InputOffset():]
 	if i := bytes.IndexFunc(rest, func(r rune) bool { return !isJSONSpace(r) }); i >= 0 {
 		return nil, formatErr("", "header has %d bytes after its JSON object (first %s at header byte %d); only whitespace padding is allowed",
-			len(rest), strconv.QuoteRune(rune(rest[i])), len(h)-len(rest)+i)
+			len(rest), strconv.QuoteRune(firstRune(rest[i:])), len(h)-len(rest)+i)
 	}
 	return out, nil
 }
@@ -159,6 +159,11 @@ func checkSurrogates(h []byte) error {
 		}
 	}
 	return nil
+}
+
+func firstRune(b []byte) rune {
+	r, _ := utf8.DecodeRune(b)
+	return r
 }
 
 func isJSONSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
