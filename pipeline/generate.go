@@ -1,0 +1,389 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/tgate-web/tgate/backend"
+	"github.com/tgate-web/tgate/gate"
+	"github.com/tgate-web/tgate/models/clip"
+	"github.com/tgate-web/tgate/models/unet"
+	"github.com/tgate-web/tgate/nn"
+	"github.com/tgate-web/tgate/rng"
+	"github.com/tgate-web/tgate/sched"
+	"github.com/tgate-web/tgate/tensor"
+)
+
+// Decoder selects how the final latents become an image.
+type Decoder int
+
+const (
+	// DecodeVAE decodes with the AutoencoderKL: z/scaling_factor through
+	// post_quant_conv and the decoder, then (x/2 + 0.5).clamp(0, 1).
+	DecodeVAE Decoder = iota
+	// DecodeTAESD decodes the raw latents with the TAESD decoder, then
+	// clamps to [0, 1] (taesd.py's convention).
+	DecodeTAESD
+	// DecodeNone returns the latents only.
+	DecodeNone
+)
+
+// Request is one text-to-image generation.
+type Request struct {
+	Prompt string
+	// NegativePrompt is the unconditional prompt of classifier-free
+	// guidance ("" by default, as diffusers). The LCM pipeline has none.
+	NegativePrompt string
+	// Steps is num_inference_steps (0: 50 for SD, 4 for LCM).
+	Steps int
+	// Guidance is guidance_scale (NaN: 7.5 for SD, 8.5 for LCM). For SD a
+	// value ≤ 1 turns classifier-free guidance off; for LCM w = g − 1 goes
+	// into the guidance embedding.
+	Guidance float64
+	// GuidanceRescale is guidance_rescale φ (diffusers' rescale_noise_cfg);
+	// 0 is off.
+	GuidanceRescale float64
+	// Seed seeds the PyTorch-compatible CPU generator that draws the
+	// initial latents (when Latents is nil) and every later noise draw
+	// (Euler ancestral, LCM).
+	Seed uint64
+	// Width and Height in pixels (0: the model's default size).
+	Width, Height int
+	// Scheduler overrides the folder's scheduler ("" keeps it), built with
+	// diffusers' from_config rule from the folder's scheduler_config.json.
+	Scheduler sched.Name
+	// TimestepSpacing overrides timestep_spacing (leading, trailing,
+	// linspace); "" keeps the config's (or the class default).
+	TimestepSpacing string
+	// Gate configures T-GATE (Mode gate.Off disables it).
+	Gate gate.Config
+	// KeepCrossAttention keeps the cross-attention weights and text
+	// embeddings after the gate instead of releasing them (the pipeline
+	// then needs no reload before its next T-GATE run).
+	KeepCrossAttention bool
+	// Latents, when set, are the initial latents [1, C, H/f, W/f]; they
+	// are multiplied by init_noise_sigma, exactly as diffusers' latents=.
+	Latents *tensor.Host
+	// Decoder selects the image decoder.
+	Decoder Decoder
+	// Progress, when set, is called after every denoiser evaluation.
+	Progress func(Progress)
+}
+
+// DefaultGuidance marks Request.Guidance as "the pipeline's default".
+var DefaultGuidance = math.NaN()
+
+// Progress reports one finished denoising step.
+type Progress struct {
+	// Step counts evaluations from 1 to Total.
+	Step, Total int
+	// Timestep is the timestep the denoiser saw.
+	Timestep float64
+	// Plan is what the step did (guidance batch, attention actions).
+	Plan gate.StepPlan
+	// Latents is the sample after the scheduler step, and Denoised the
+	// step's denoised estimate (nil unless the scheduler forms one); both
+	// are valid only during the callback.
+	Latents, Denoised backend.Tensor
+	// Elapsed is the time since generation started.
+	Elapsed time.Duration
+}
+
+// Result is a finished generation.
+type Result struct {
+	// Latents are the final latents [1, C, h, w], float32, before
+	// decoding (the LCM pipeline's last denoised sample).
+	Latents *tensor.Host
+	// Image is the decoded image [1, 3, H, W] with values in [0, 1]; nil
+	// for DecodeNone.
+	Image *tensor.Host
+	// Warnings for the caller to show, such as a truncated prompt.
+	Warnings []string
+	// Timesteps the denoiser saw, in order.
+	Timesteps []float64
+	// Gate counts what the attention modules computed and reused.
+	Gate gate.Stats
+}
+
+// Generate runs the denoising loop for req and decodes the result.
+func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
+	start := time.Now()
+	b := p.b
+	if p.UNet == nil {
+		return nil, fmt.Errorf("pipeline: closed")
+	}
+	if p.crossReleased {
+		if err := p.reloadUNet(); err != nil {
+			return nil, err
+		}
+	}
+	steps := req.Steps
+	guidance := req.Guidance
+	if steps == 0 {
+		steps = 50
+		if p.Kind == LatentConsistency {
+			steps = 4
+		}
+	}
+	if math.IsNaN(guidance) {
+		guidance = 7.5
+		if p.Kind == LatentConsistency {
+			guidance = 8.5
+		}
+	}
+	if steps < 1 {
+		return nil, fmt.Errorf("pipeline: steps must be at least 1, got %d", steps)
+	}
+	if req.GuidanceRescale < 0 || req.GuidanceRescale > 1 {
+		return nil, fmt.Errorf("pipeline: guidance rescale %g is outside [0, 1]", req.GuidanceRescale)
+	}
+	height, width := req.Height, req.Width
+	dh, dw := p.DefaultSize()
+	if height == 0 {
+		height = dh
+	}
+	if width == 0 {
+		width = dw
+	}
+	f := p.VAEScaleFactor()
+	if height <= 0 || width <= 0 || height%8 != 0 || width%8 != 0 || height%f != 0 || width%f != 0 {
+		return nil, fmt.Errorf("pipeline: height and width must be positive multiples of 8 (and of the VAE scale factor %d), got %dx%d", f, width, height)
+	}
+	latentShape := tensor.Shape{1, p.UNet.Config.InChannels, height / f, width / f}
+
+	// The scheduler, stepping device tensors, with noise from the seed's
+	// generator (after the initial latents, as diffusers' randn_tensor).
+	gen := rng.NewTorch(req.Seed)
+	name := req.Scheduler
+	if name == "" {
+		var err error
+		if name, err = sched.NameFromConfig(p.Scheduler); err != nil {
+			return nil, err
+		}
+	}
+	stepper, err := sched.NewStepper[backend.Tensor](name, p.Scheduler,
+		sched.Options{TimestepSpacing: req.TimestepSpacing}, &sched.BackendOps{B: b, Noise: gen})
+	if err != nil {
+		return nil, err
+	}
+	defer stepper.Release()
+	if err := stepper.SetTimesteps(steps); err != nil {
+		return nil, err
+	}
+	timesteps := stepper.Timesteps()
+
+	// Initial latents: randn(shape, generator) or the given ones, times
+	// init_noise_sigma (prepare_latents).
+	var init *tensor.Host
+	if req.Latents != nil {
+		if !req.Latents.Shape.Equal(latentShape) {
+			return nil, fmt.Errorf("pipeline: given latents have shape %v; a %dx%d image needs %v", req.Latents.Shape, width, height, latentShape)
+		}
+		init = &tensor.Host{Shape: latentShape.Clone(), Data: append([]float32(nil), req.Latents.Data...)}
+	} else {
+		init = &tensor.Host{Shape: latentShape.Clone(), Data: gen.Randn(latentShape.Numel())}
+	}
+	sigma := stepper.InitNoiseSigma()
+	for i, v := range init.Data {
+		init.Data[i] = v * sigma
+	}
+
+	// Guidance: SD runs classifier-free guidance when g > 1 and the UNet
+	// has no guidance embedding; the LCM pipeline never does.
+	condDim := p.UNet.Config.TimeCondProjDim
+	cfg := p.Kind == StableDiffusion && guidance > 1 && condDim == nil
+	res := &Result{Timesteps: timesteps}
+
+	// Text embeddings: [negative; prompt] with guidance, else the prompt.
+	ids, tr := p.Tokenizer.EncodeForModel(req.Prompt)
+	if tr != nil {
+		res.Warnings = append(res.Warnings, tr.Warning())
+	}
+	rows := [][]int32{ids}
+	if cfg {
+		neg, ntr := p.Tokenizer.EncodeForModel(req.NegativePrompt)
+		if ntr != nil {
+			res.Warnings = append(res.Warnings, "negative prompt: "+ntr.Warning())
+		}
+		rows = [][]int32{neg, ids}
+	} else if req.NegativePrompt != "" {
+		res.Warnings = append(res.Warnings, "the negative prompt is ignored without classifier-free guidance")
+	}
+	enc, err := p.TextEncoder.Forward(b, rows, clip.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("text encoder: %w", err)
+	}
+	embeds := enc.LastHiddenState
+	enc.LastHiddenState = nil
+	enc.Release(b)
+	// single is the context of a batch-1 evaluation: the prompt without
+	// guidance; after T-GATE's gate, the negative embeddings, as the
+	// original does (every cross-attention then returns its cache).
+	var single backend.Tensor
+	if cfg {
+		single = b.Slice(embeds, 0, 0, 1)
+	}
+	releaseText := func() {
+		nn.Free(b, embeds, single)
+		embeds, single = nil, nil
+	}
+	defer releaseText()
+
+	var timestepCond backend.Tensor
+	if condDim != nil {
+		w := guidance - 1
+		timestepCond = b.Upload(unet.GuidanceScaleEmbedding([]float64{w}, *condDim))
+		defer b.Free(timestepCond)
+	}
+
+	g, err := gate.New(b, req.Gate, gate.Loop{Timesteps: len(timesteps), Steps: steps, Order: stepper.Order(), CFG: cfg})
+	if err != nil {
+		return nil, err
+	}
+	defer g.Release()
+
+	x := b.Upload(init)
+	var denoised backend.Tensor
+	defer func() { nn.Free(b, x, denoised) }()
+	gs := float32(guidance)
+	for i, t := range timesteps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		plan := g.Begin(i)
+		if plan.Cross == gate.Reuse && !p.crossReleased && !req.KeepCrossAttention && g.CrossCached() {
+			// Past the gate: every cross-attention output comes from the
+			// cache, so its weights and the text embeddings can go.
+			p.UNet.ReleaseCrossAttention(b)
+			p.crossReleased = true
+			releaseText()
+		}
+		var in, ehs backend.Tensor
+		switch {
+		case plan.CFG:
+			in, ehs = b.Concat(0, x, x), embeds
+		case cfg:
+			in, ehs = b.Reshape(x, x.Shape()...), single
+		default:
+			in, ehs = b.Reshape(x, x.Shape()...), embeds
+		}
+		scaled := stepper.ScaleModelInput(in, i)
+		b.Free(in)
+		out, err := p.UNet.Forward(b, scaled, []float64{t}, ehs, unet.ForwardOpts{TimestepCond: timestepCond, Hook: g})
+		b.Free(scaled)
+		if err != nil {
+			return nil, fmt.Errorf("step %d (t=%g): %w", i, t, err)
+		}
+		if err := g.Err(); err != nil {
+			b.Free(out)
+			return nil, err
+		}
+		eps := out
+		if plan.CFG {
+			var cond backend.Tensor
+			eps, cond = guide(b, out, gs)
+			b.Free(out)
+			if req.GuidanceRescale > 0 {
+				r, err := rescaleNoiseCFG(b, eps, cond, float32(req.GuidanceRescale))
+				b.Free(eps)
+				if err != nil {
+					b.Free(cond)
+					return nil, err
+				}
+				eps = r
+			}
+			b.Free(cond)
+		}
+		step, err := stepper.Step(eps, x, i)
+		b.Free(eps)
+		if err != nil {
+			return nil, fmt.Errorf("step %d (t=%g): %w", i, t, err)
+		}
+		b.Free(x)
+		x = step.Prev
+		if denoised != nil {
+			b.Free(denoised)
+			denoised = nil
+		}
+		if step.HasDenoised {
+			denoised = step.Denoised
+		}
+		if err := b.Err(); err != nil {
+			return nil, err
+		}
+		if req.Progress != nil {
+			req.Progress(Progress{Step: i + 1, Total: len(timesteps), Timestep: t, Plan: plan,
+				Latents: x, Denoised: denoised, Elapsed: time.Since(start)})
+		}
+	}
+	res.Gate = g.Stats()
+	g.Release()
+	releaseText()
+
+	final := x
+	if p.Kind == LatentConsistency {
+		if denoised == nil {
+			return nil, fmt.Errorf("pipeline: the %s scheduler forms no denoised sample for the LCM pipeline", name)
+		}
+		final = denoised
+	}
+	if res.Latents, err = b.ReadBack(final); err != nil {
+		return nil, err
+	}
+	if req.Decoder == DecodeNone {
+		return res, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	img, err := p.Decode(final, req.Decoder)
+	if err != nil {
+		return nil, err
+	}
+	res.Image = img
+	return res, nil
+}
+
+// Decode turns latents [1, C, h, w] on the pipeline's backend into an
+// image [1, 3, H, W] in [0, 1] with the chosen decoder.
+func (p *Pipeline) Decode(latents backend.Tensor, d Decoder) (*tensor.Host, error) {
+	b := p.b
+	var img backend.Tensor
+	switch d {
+	case DecodeVAE:
+		if p.VAE == nil {
+			return nil, fmt.Errorf("pipeline: the VAE decoder was not loaded")
+		}
+		// latents / scaling_factor, as a float32 division (the pipeline's
+		// torch expression), then the decoder and (x/2 + 0.5).clamp(0, 1).
+		sf := b.Upload(tensor.FromData([]float32{float32(p.VAEConfig.ScalingFactor)}, 1))
+		z := b.Binary(backend.Div, latents, sf)
+		b.Free(sf)
+		dec, err := p.VAE.Decode(b, z)
+		b.Free(z)
+		if err != nil {
+			return nil, err
+		}
+		half := b.Affine(dec, 0.5, 0.5)
+		b.Free(dec)
+		img = b.Clamp(half, 0, 1)
+		b.Free(half)
+	case DecodeTAESD:
+		if p.TAESD == nil {
+			return nil, fmt.Errorf("pipeline: no TAESD decoder loaded (LoadTAESD)")
+		}
+		dec, err := p.TAESD.Decode(b, latents)
+		if err != nil {
+			return nil, err
+		}
+		img = b.Clamp(dec, 0, 1)
+		b.Free(dec)
+	default:
+		return nil, fmt.Errorf("pipeline: unknown decoder %d", int(d))
+	}
+	h, err := b.ReadBack(img)
+	b.Free(img)
+	return h, err
+}

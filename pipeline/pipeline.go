@@ -1,0 +1,295 @@
+// Package pipeline is text-to-image generation with the Stable Diffusion
+// family: diffusers' StableDiffusionPipeline (classifier-free guidance,
+// negative prompt, guidance_rescale) and LatentConsistencyModelPipeline
+// (guidance through the UNet's guidance embedding, batch 1), with T-GATE
+// (package gate) built into the denoising loop, progress reports and
+// cancellation. It runs on any backend.Backend.
+//
+// The loop follows diffusers v0.30.3 pipeline_stable_diffusion.py and
+// pipeline_latent_consistency_text2img.py, and with T-GATE the loop of the
+// original tgate/SD.py (see ../shared/spec/SD_SEMANTICS.md §8.9).
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tgate-web/tgate/backend"
+	"github.com/tgate-web/tgate/hub"
+	"github.com/tgate-web/tgate/models/clip"
+	"github.com/tgate-web/tgate/models/taesd"
+	"github.com/tgate-web/tgate/models/unet"
+	"github.com/tgate-web/tgate/models/vae"
+	"github.com/tgate-web/tgate/sched"
+	"github.com/tgate-web/tgate/tokenizer"
+)
+
+// Kind is the denoising loop a model folder's model_index.json selects.
+type Kind int
+
+const (
+	// StableDiffusion is StableDiffusionPipeline: classifier-free guidance
+	// with a negative prompt.
+	StableDiffusion Kind = iota
+	// LatentConsistency is LatentConsistencyModelPipeline: no guidance
+	// batch; the guidance scale enters through the UNet's guidance
+	// embedding and the last step's denoised sample is the result.
+	LatentConsistency
+)
+
+// Class names of model_index.json that select a Kind.
+const (
+	ClassStableDiffusion   = "StableDiffusionPipeline"
+	ClassLatentConsistency = "LatentConsistencyModelPipeline"
+)
+
+func (k Kind) String() string {
+	if k == LatentConsistency {
+		return ClassLatentConsistency
+	}
+	return ClassStableDiffusion
+}
+
+// KindOf maps a model_index.json _class_name to a Kind.
+func KindOf(class string) (Kind, error) {
+	switch class {
+	case ClassStableDiffusion:
+		return StableDiffusion, nil
+	case ClassLatentConsistency:
+		return LatentConsistency, nil
+	}
+	return 0, fmt.Errorf("pipeline class %q is not supported (supported: %s, %s)", class, ClassStableDiffusion, ClassLatentConsistency)
+}
+
+// Pipeline is a loaded diffusers model folder.
+type Pipeline struct {
+	b    backend.Backend
+	Dir  string
+	Kind Kind
+
+	Tokenizer   *tokenizer.CLIP
+	TextEncoder *clip.TextModel
+	UNet        *unet.Model
+	// VAE is the AutoencoderKL decoder; nil when loaded with SkipVAE.
+	VAE *vae.Decoder
+	// VAEConfig is read even when the weights are skipped: it gives the
+	// latent scale factor and scaling_factor.
+	VAEConfig *vae.Config
+	// TAESD is the tiny decoder, set by LoadTAESD.
+	TAESD *taesd.Decoder
+	// Scheduler is the folder's scheduler_config.json.
+	Scheduler *sched.Config
+
+	comps         []*hub.Component
+	unetComp      *hub.Component
+	crossReleased bool
+}
+
+// LoadOptions are choices made when loading.
+type LoadOptions struct {
+	// SkipVAE leaves the AutoencoderKL weights unloaded (for TAESD or
+	// latent-only output).
+	SkipVAE bool
+}
+
+// Load opens the diffusers model folder dir (model_index.json,
+// tokenizer/, text_encoder/, unet/, vae/, scheduler/) and binds every
+// model's weights on b. Weights may be F32 or F16 safetensors, single-file
+// or sharded.
+func Load(b backend.Backend, dir string, opt LoadOptions) (p *Pipeline, err error) {
+	mi, err := hub.ReadModelIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	kind, err := KindOf(mi.ClassName)
+	if err != nil {
+		return nil, fmt.Errorf("%s/model_index.json: %w", dir, err)
+	}
+	for _, c := range []string{"tokenizer", "text_encoder", "unet", "vae", "scheduler"} {
+		if mi.Class(c) == "" {
+			return nil, fmt.Errorf("%s/model_index.json: component %q is missing", dir, c)
+		}
+	}
+	if c := mi.Class("text_encoder"); c != "CLIPTextModel" {
+		return nil, fmt.Errorf("%s: text encoder class %q is not supported (want CLIPTextModel)", dir, c)
+	}
+	p = &Pipeline{b: b, Dir: dir, Kind: kind}
+	defer func() {
+		if err != nil {
+			p.Close()
+			p = nil
+		}
+	}()
+
+	if p.Tokenizer, err = tokenizer.LoadCLIP(filepath.Join(dir, "tokenizer")); err != nil {
+		return nil, err
+	}
+	if p.Scheduler, err = sched.LoadConfig(filepath.Join(dir, "scheduler", "scheduler_config.json")); err != nil {
+		return nil, err
+	}
+
+	te, err := p.open("text_encoder")
+	if err != nil {
+		return nil, err
+	}
+	teCfg, err := clip.ParseConfig(te.ConfigJSON())
+	if err != nil {
+		return nil, fmt.Errorf("%s/config.json: %w", te.Dir, err)
+	}
+	if p.TextEncoder, err = clip.Load(b, te, teCfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", te.Dir, err)
+	}
+
+	if p.unetComp, err = p.open("unet"); err != nil {
+		return nil, err
+	}
+	if p.UNet, err = unet.Load(b, p.unetComp); err != nil {
+		return nil, fmt.Errorf("%s: %w", p.unetComp.Dir, err)
+	}
+
+	vaeDir := filepath.Join(dir, "vae")
+	var vc *hub.Component
+	if opt.SkipVAE {
+		vc, err = hub.OpenConfigOnly(vaeDir)
+	} else {
+		vc, err = hub.OpenComponent(vaeDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.comps = append(p.comps, vc)
+	if p.VAEConfig, err = vae.ParseConfig(vc.ConfigJSON()); err != nil {
+		return nil, fmt.Errorf("%s/config.json: %w", vaeDir, err)
+	}
+	if !opt.SkipVAE {
+		if p.VAE, err = vae.LoadDecoder(b, vc, p.VAEConfig); err != nil {
+			return nil, fmt.Errorf("%s: %w", vaeDir, err)
+		}
+	}
+	if kind == LatentConsistency && p.UNet.Config.TimeCondProjDim == nil {
+		return nil, fmt.Errorf("%s: a %s needs a UNet with time_cond_proj_dim (a guidance embedding)", dir, ClassLatentConsistency)
+	}
+	return p, nil
+}
+
+// open opens dir/name as a component and remembers it for Close.
+func (p *Pipeline) open(name string) (*hub.Component, error) {
+	c, err := hub.OpenComponent(filepath.Join(p.Dir, name))
+	if err != nil {
+		return nil, err
+	}
+	p.comps = append(p.comps, c)
+	return c, nil
+}
+
+// LoadTAESD loads a TAESD decoder (taesd.py or diffusers AutoencoderTiny
+// key layout) from a safetensors file, or from a folder holding one, for
+// Request.Decoder = DecodeTAESD.
+func (p *Pipeline) LoadTAESD(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("taesd weights: %w", err)
+	}
+	var c *hub.Component
+	if st.IsDir() {
+		c, err = hub.OpenComponent(path)
+		if err != nil {
+			if c, err = openTAESDFile(path); err != nil {
+				return err
+			}
+		}
+	} else {
+		c, err = hub.OpenFile(path)
+	}
+	if err != nil {
+		return fmt.Errorf("taesd weights: %w", err)
+	}
+	d, err := taesd.LoadDecoder(p.b, c)
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if d.Config.LatentChannels != p.UNet.Config.OutChannels {
+		d.Release(p.b)
+		c.Close()
+		return fmt.Errorf("%s: the TAESD decoder takes %d latent channels but the UNet makes %d", path, d.Config.LatentChannels, p.UNet.Config.OutChannels)
+	}
+	if p.TAESD != nil {
+		p.TAESD.Release(p.b)
+	}
+	p.TAESD = d
+	p.comps = append(p.comps, c)
+	return nil
+}
+
+// openTAESDFile opens the decoder file inside a folder without a
+// config.json.
+func openTAESDFile(dir string) (*hub.Component, error) {
+	for _, n := range []string{"taesd_decoder.safetensors", "diffusion_pytorch_model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			return hub.OpenFile(filepath.Join(dir, n))
+		}
+	}
+	return nil, fmt.Errorf("taesd weights: no taesd_decoder.safetensors or diffusion_pytorch_model.safetensors in %s", dir)
+}
+
+// VAEScaleFactor is 2^(len(vae.block_out_channels) − 1), the ratio of
+// image to latent size (8 for SD; diffusers' vae_scale_factor).
+func (p *Pipeline) VAEScaleFactor() int {
+	return 1 << (len(p.VAEConfig.BlockOutChannels) - 1)
+}
+
+// DefaultSize is unet.sample_size · vae_scale_factor, the pipeline's
+// default height and width.
+func (p *Pipeline) DefaultSize() (height, width int) {
+	s := p.UNet.Config.SampleSize.Values
+	f := p.VAEScaleFactor()
+	switch len(s) {
+	case 0:
+		return 64 * f, 64 * f
+	case 1:
+		return s[0] * f, s[0] * f
+	}
+	return s[0] * f, s[1] * f
+}
+
+// reloadUNet binds the UNet again after a T-GATE run released its
+// cross-attention weights.
+func (p *Pipeline) reloadUNet() error {
+	p.UNet.Release(p.b)
+	m, err := unet.Load(p.b, p.unetComp)
+	if err != nil {
+		return fmt.Errorf("%s: reloading: %w", p.unetComp.Dir, err)
+	}
+	p.UNet = m
+	p.crossReleased = false
+	return nil
+}
+
+// Close frees every weight and closes the weight files.
+func (p *Pipeline) Close() error {
+	if p.TextEncoder != nil {
+		p.TextEncoder.Release(p.b)
+		p.TextEncoder = nil
+	}
+	if p.UNet != nil {
+		p.UNet.Release(p.b)
+		p.UNet = nil
+	}
+	if p.VAE != nil {
+		p.VAE.Release(p.b)
+		p.VAE = nil
+	}
+	if p.TAESD != nil {
+		p.TAESD.Release(p.b)
+		p.TAESD = nil
+	}
+	var errs []error
+	for _, c := range p.comps {
+		errs = append(errs, c.Close())
+	}
+	p.comps = nil
+	return errors.Join(errs...)
+}
