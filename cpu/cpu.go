@@ -39,8 +39,8 @@ func (t *Tensor) Shape() tensor.Shape { return t.shape }
 // result).
 func (t *Tensor) DType() tensor.DType { return t.dtype }
 
-// Backend is the CPU backend. The zero value is not usable; call New. It is
-// safe for concurrent use by several goroutines on distinct tensors.
+// Backend is the CPU backend. The zero value is ready to use, as is New's
+// result. It is safe for concurrent use by several goroutines.
 type Backend struct {
 	mu   sync.Mutex
 	live int64

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/tgate-web/tgate/backend"
-	"github.com/tgate-web/tgate/tensor"
 )
 
 // MatMul computes a·b (+ bias) over the last two dimensions, broadcasting
@@ -220,11 +219,4 @@ func dot2x4(a0, a1, b0, b1, b2, b3 []float32) [8]float64 {
 		s13 += x1 * y
 	}
 	return [8]float64{s00, s01, s02, s03, s10, s11, s12, s13}
-}
-
-// mustShape panics with op's name unless t has the given shape.
-func mustShape(op, what string, t *Tensor, want tensor.Shape) {
-	if !t.shape.Equal(want) {
-		panic(fmt.Sprintf("cpu: %s: %s has shape %v, want %v", op, what, t.shape, want))
-	}
 }
