@@ -154,6 +154,13 @@ func NewStepper[V any](name Name, cfg *Config, opt Options, ops Ops[V]) (Stepper
 		return nil, fmt.Errorf("sched: eta must be ≥ 0, got %g", opt.Eta)
 	}
 	b := newBase(name, p)
+	if p.RescaleBetasZeroSNR && (name == Euler || name == EulerAncestral || name == DPMSolver) {
+		// These classes keep the first σ finite by setting the last ᾱ to
+		// 2⁻²⁴ instead of 0.
+		T := p.NumTrainTimesteps
+		b.s.alphasCumprod[T-1] = 1.0 / (1 << 24)
+		b.s.sigmaTable[T-1] = sigmaOf(b.s.alphasCumprod[T-1])
+	}
 	switch name {
 	case DDIM:
 		return &ddim[V]{base: b, ops: ops, eta: opt.Eta}, nil
