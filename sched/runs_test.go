@@ -137,6 +137,33 @@ func checkResolved(t *testing.T, run *runJSON, p Params) {
 	}
 }
 
+// recordingSource draws from a generator and keeps every draw.
+type recordingSource struct {
+	g     *rng.Torch
+	draws [][]float32
+}
+
+func (r *recordingSource) Randn(n int) []float32 {
+	v := r.g.Randn(n)
+	r.draws = append(r.draws, append([]float32(nil), v...))
+	return v
+}
+
+// noiseSeed finds the manual_seed of the run's scheduler noise generator.
+func noiseSeed(t *testing.T, run *runJSON) uint64 {
+	t.Helper()
+	re := regexp.MustCompile(`manual_seed\((\d+)\)`)
+	for _, g := range run.NoiseGenerators {
+		if m := re.FindStringSubmatch(g); m != nil {
+			var seed uint64
+			fmt.Sscan(m[1], &seed)
+			return seed
+		}
+	}
+	t.Fatalf("%s: noise tensors recorded but no manual_seed in noise_generators %q", run.Name, run.NoiseGenerators)
+	return 0
+}
+
 func loadRuns(t *testing.T) []string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(sharedDir(t), "golden", "runs", "*.json"))
@@ -152,15 +179,15 @@ func TestGoldenRuns(t *testing.T) {
 		readJSON(t, path, &run)
 		t.Run(run.Name, func(t *testing.T) {
 			st := openST(t, strings.TrimSuffix(path, ".json")+".safetensors")
-			// The scheduler's noise comes from a CPU generator seeded as the
-			// README says (EulerAncestral / LCM: 1234) when the run drew any.
-			var gen *rng.Torch
-			if st.has("noise.00") {
-				gen = rng.NewTorch(1234)
-			}
+			// A scheduler that draws noise (EulerAncestral, LCM) gets a CPU
+			// generator seeded as the run's noise_generators entry says;
+			// every draw is recorded and compared with noise.NN.
+			var rec *recordingSource
 			var src NoiseSource
-			if gen != nil {
-				src = gen
+			if st.has("noise.00") {
+				seed := noiseSeed(t, &run)
+				rec = &recordingSource{g: rng.NewTorch(seed)}
+				src = rec
 			}
 			s := runScheduler(t, &run, src)
 			checkResolved(t, &run, s.Params())
@@ -220,6 +247,17 @@ func TestGoldenRuns(t *testing.T) {
 				// Continue from the recorded latents so that each step is
 				// checked on exactly the input the reference saw.
 				x = want
+			}
+			if rec != nil {
+				for k, d := range rec.draws {
+					want := st.f32(t, fmt.Sprintf("noise.%02d", k))
+					if len(want) != len(d) || maxDiff(d, want) != 0 {
+						t.Errorf("noise.%02d differs from the generator's draw %d", k, k)
+					}
+				}
+				if st.has(fmt.Sprintf("noise.%02d", len(rec.draws))) {
+					t.Errorf("the run drew more than %d noise tensors", len(rec.draws))
+				}
 			}
 			t.Logf("%s: %d steps, worst per-step relative error %.3g", s.Name(), len(s.Timesteps()), worst)
 		})
