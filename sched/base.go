@@ -107,7 +107,17 @@ func (b *base) ddpmNoiseCoeffs(t int) (float32, float32) {
 }
 
 // timestepInt returns evaluation i's timestep as an integer index.
-func (b *base) timestepInt(i int) int { return int(b.timesteps[i]) }
+func (b *base) timestepInt(i int) int { return int(b.timesteps[b.index(i)]) }
+
+// index checks an evaluation index for the schedule queries
+// (InputScale, NoiseCoeffs, ScaleModelInput, AddNoise); an index outside
+// the schedule is a programming error and panics with a message saying so.
+func (b *base) index(i int) int {
+	if i < 0 || i >= len(b.timesteps) {
+		panic(fmt.Sprintf("sched: %s: evaluation index %d outside the schedule of %d (call SetTimesteps first)", b.name.ClassName(), i, len(b.timesteps)))
+	}
+	return i
+}
 
 // sqrt32 is a float32 square root (torch ** 0.5 on a float32 tensor).
 func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(x))) }

@@ -120,7 +120,7 @@ func lambda(a, s float32) float32 {
 }
 
 // NoiseCoeffs: add_noise is α_i·x + σ_i·noise with (α_i, σ_i) from σ_i.
-func (d *dpm[V]) NoiseCoeffs(i int) (float32, float32) { return alphaSigma(d.sigmas[i]) }
+func (d *dpm[V]) NoiseCoeffs(i int) (float32, float32) { return alphaSigma(d.sigmas[d.index(i)]) }
 
 func (d *dpm[V]) ScaleModelInput(sample V, i int) V { return d.ops.Keep(sample) }
 

@@ -89,7 +89,7 @@ func logTable(t []float32) []float32 {
 
 // InputScale is scale_model_input's 1/√(σ_i²+1).
 func (e *euler[V]) InputScale(i int) float32 {
-	s := e.sigmas[i]
+	s := e.sigmas[e.index(i)]
 	return 1 / sqrt32(s*s+1)
 }
 
@@ -98,7 +98,7 @@ func (e *euler[V]) ScaleModelInput(sample V, i int) V {
 }
 
 // NoiseCoeffs: add_noise is x + σ_i·noise.
-func (e *euler[V]) NoiseCoeffs(i int) (float32, float32) { return 1, e.sigmas[i] }
+func (e *euler[V]) NoiseCoeffs(i int) (float32, float32) { return 1, e.sigmas[e.index(i)] }
 
 func (e *euler[V]) AddNoise(x, noise V, i int) V {
 	a, b := e.NoiseCoeffs(i)
