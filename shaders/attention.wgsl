@@ -61,7 +61,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     for (var d = 0u; d < P.d; d++) {
         qv[d] = ld_q(qbase + d) * P.scale;
     }
-    var m = -3.402823e38;
+    var m = LOWEST;
     var l = 0.0;
     let brow = b * P.bias_sb + h * P.bias_sh + qrow * P.nk;
 

@@ -32,11 +32,16 @@ fn ld_b(i: u32) -> f32 { return decode(b[word_index(i, DT_B)], i, DT_B); }
 fn ld_c(i: u32) -> f32 { return decode(c[word_index(i, DT_C)], i, DT_C); }
 fn ld_d(i: u32) -> f32 { return decode(d[word_index(i, DT_D)], i, DT_D); }
 
-// erf_approx is erf(x) by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
-fn erf_approx(x: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
-    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
-    return select(-y, y, x >= 0.0);
+// erfc_approx is the complementary error function by the Chebyshev fit of
+// Numerical Recipes (erfcc, §6.2), fractional error below 1.2e-7
+// everywhere, so GELU keeps its relative accuracy in the far negative tail.
+fn erfc_approx(x: f32) -> f32 {
+    let z = abs(x);
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+        t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+        t * (-0.82215223 + t * 0.17087277)))))))));
+    return select(2.0 - r, r, x >= 0.0);
 }
 
 // tanh_safe avoids the overflow of exp-based tanh for large |x|.
@@ -44,15 +49,19 @@ fn tanh_safe(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
 }
 
+// sigmoid is 1/(1+e^−x); the exponent is capped below f32 overflow
+// (e^88 ≈ 1.7e38), where the result is 0 to f32 precision anyway.
 fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
+    return 1.0 / (1.0 + exp(min(-x, 88.0)));
 }
 
 fn unary_fn(op: u32, x: f32) -> f32 {
     switch op {
         case 0u: { return x * sigmoid(x); }                                   // silu
-        case 1u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678118654752)); } // gelu
-        case 2u: { return 0.5 * x * (1.0 + tanh_safe(0.7978845608028654 * (x + 0.044715 * x * x * x))); } // gelu_tanh
+        // gelu: 0.5·x·(1 + erf(x/√2)) = 0.5·x·erfc(−x/√2)
+        case 1u: { return 0.5 * x * erfc_approx(-x * 0.70710678118654752); }
+        // gelu_tanh: 0.5·x·(1 + tanh(u)) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³)
+        case 2u: { return x * sigmoid(1.5957691216057308 * (x + 0.044715 * x * x * x)); }
         case 3u: { return x * sigmoid(1.702 * x); }                           // quick_gelu
         case 4u: { return max(x, 0.0); }                                      // relu
         case 5u: { return tanh_safe(x); }                                     // tanh

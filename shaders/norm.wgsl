@@ -72,7 +72,7 @@ fn finish(v: f32, ch: u32) -> f32 {
         y += ld_beta(ch);
     }
     if ((P.flags & 4u) != 0u) {
-        y = y / (1.0 + exp(-y));
+        y = y / (1.0 + exp(min(-y, 88.0)));
     }
     return y;
 }
@@ -138,7 +138,7 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         return;
     }
     let start = row * P.len;
-    var m = -3.402823e38;
+    var m = LOWEST;
     for (var i = li; i < P.len; i += WG) {
         m = max(m, ld_x(start + i));
     }

@@ -11,6 +11,10 @@
 // split into several) and, for flat kernels, base.w is the row pitch of
 // the 2-D grid a long 1-D range of workgroups is folded into.
 
+// LOWEST is the most negative finite f32 (torch.finfo(float32).min, the
+// value masks use).
+const LOWEST: f32 = -0x1.fffffep+127f;
+
 // word_index returns the index of the word holding element i.
 fn word_index(i: u32, dt: u32) -> u32 {
     return select(i >> 1u, i, dt == 0u);

@@ -49,6 +49,22 @@ type Stats struct {
 	UploadsFlushed uint64 // submissions forced by an upload
 }
 
+// KernelStats count the use of one kernel entry point.
+type KernelStats struct {
+	Calls     int // ops that ran it
+	Split     int // ops whose grid was split into several dispatches
+	MaxGroups int // the largest grid, in workgroups
+}
+
+// KernelStats returns the per-kernel counters, by entry point name.
+func (b *Backend) KernelStats() map[string]KernelStats {
+	out := map[string]KernelStats{}
+	for k, v := range b.kstats {
+		out[k] = *v
+	}
+	return out
+}
+
 // Backend is the WebGPU backend. It is not safe for concurrent use.
 type Backend struct {
 	adapter *gpu.Adapter
@@ -62,6 +78,8 @@ type Backend struct {
 
 	pool
 	rec recorder
+
+	kstats map[string]*KernelStats
 
 	modules   map[string]*gpu.ShaderModule
 	pipelines map[pipeKey]*gpu.ComputePipeline
@@ -95,6 +113,7 @@ func New(opt Options) (*Backend, error) {
 		dev:       dev,
 		opt:       opt,
 		modules:   map[string]*gpu.ShaderModule{},
+		kstats:    map[string]*KernelStats{},
 		pipelines: map[pipeKey]*gpu.ComputePipeline{},
 		layouts:   map[int]*gpu.BindGroupLayout{},
 	}
@@ -155,9 +174,11 @@ func (b *Backend) Close() error {
 	return errors.Join(b.err, err)
 }
 
-// storage is a buffer shared by a tensor and its reshaped views.
+// storage is a buffer shared by a tensor and its reshaped views; it goes
+// back to the pool when the last of its handles is freed.
 type storage struct {
 	buf   *buffer
+	refs  int // live handles
 	freed bool
 }
 
@@ -166,7 +187,6 @@ type Tensor struct {
 	shape tensor.Shape
 	dtype tensor.DType
 	st    *storage
-	view  bool // a Reshape of another tensor: owns no memory
 	freed bool
 }
 
@@ -186,7 +206,7 @@ func get(op string, t backend.Tensor) *Tensor {
 	if !ok || c == nil {
 		panic(fmt.Sprintf("webgpu: %s: argument %T is not a webgpu tensor", op, t))
 	}
-	if c.freed || c.st.freed {
+	if c.freed {
 		panic(fmt.Sprintf("webgpu: %s: use of freed tensor %v", op, c.shape))
 	}
 	return c
@@ -216,18 +236,19 @@ func (b *Backend) alloc(shape tensor.Shape, dt tensor.DType, forWrite bool) *Ten
 	buf := b.pool.get(n, forWrite, b.rec.epoch)
 	b.live += int64(buf.size)
 	b.peak = max(b.peak, b.live)
-	return &Tensor{shape: shape.Clone(), dtype: dt, st: &storage{buf: buf}}
+	return &Tensor{shape: shape.Clone(), dtype: dt, st: &storage{buf: buf, refs: 1}}
 }
 
-// Free releases t's buffer to the pool. Freeing a view (a Reshape result)
-// only retires the handle. Freeing a tensor twice panics.
+// Free retires the handle t. A tensor and its Reshape views share one
+// buffer, which goes back to the pool when the last of them is freed.
+// Freeing a handle twice panics.
 func (b *Backend) Free(t backend.Tensor) {
-	if c, ok := t.(*Tensor); ok && c != nil && c.view && !c.freed {
-		c.freed = true
-		return
-	}
 	c := get("Free", t)
 	c.freed = true
+	c.st.refs--
+	if c.st.refs > 0 {
+		return
+	}
 	c.st.freed = true
 	b.live -= int64(c.st.buf.size)
 	b.pool.put(c.st.buf)
@@ -259,7 +280,8 @@ func (b *Backend) Reshape(t backend.Tensor, shape ...int) backend.Tensor {
 	if s.Numel() != n {
 		panic(fmt.Sprintf("webgpu: Reshape %v to %v: element counts differ", c.shape, s))
 	}
-	return &Tensor{shape: s, dtype: c.dtype, st: c.st, view: true}
+	c.st.refs++
+	return &Tensor{shape: s, dtype: c.dtype, st: c.st}
 }
 
 // dtCode is the shaders' dtype code of a tensor.

@@ -48,17 +48,26 @@ func sizeClass(n uint64) uint64 {
 	return (n + step - 1) / step * step
 }
 
-// get returns a buffer of at least n bytes. With forWrite, a free buffer
-// still used by unsubmitted commands (lastUse == epoch) is not taken.
+// get returns a buffer of at least n bytes: the free one of its size class
+// with the lowest id, so that a loop that allocates and frees in the same
+// pattern gets the same buffers every iteration (and its cached bind
+// groups). With forWrite, a free buffer still used by unsubmitted commands
+// (lastUse == epoch) is not taken.
 func (p *pool) get(n uint64, forWrite bool, epoch uint64) *buffer {
 	c := sizeClass(n)
 	list := p.free[c]
-	for i := len(list) - 1; i >= 0; i-- {
-		bf := list[i]
+	best := -1
+	for i, bf := range list {
 		if forWrite && bf.lastUse == epoch {
 			continue
 		}
-		list[i] = list[len(list)-1]
+		if best < 0 || bf.id < list[best].id {
+			best = i
+		}
+	}
+	if best >= 0 {
+		bf := list[best]
+		list[best] = list[len(list)-1]
 		p.free[c] = list[:len(list)-1]
 		return bf
 	}

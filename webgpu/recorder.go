@@ -248,6 +248,16 @@ func (b *Backend) run(k kernel, consts map[string]float64, params any, grid [3]i
 			}
 		}
 	}
+	ks := b.kstats[k.entry]
+	if ks == nil {
+		ks = &KernelStats{}
+		b.kstats[k.entry] = ks
+	}
+	ks.Calls++
+	ks.MaxGroups = max(ks.MaxGroups, grid[0]*grid[1]*grid[2])
+	if len(chunks) > 1 {
+		ks.Split++
+	}
 	r := &b.rec
 	for _, c := range chunks {
 		if r.used == r.slots {

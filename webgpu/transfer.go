@@ -186,7 +186,7 @@ func (b *Backend) ReadBack(t backend.Tensor) (*tensor.Host, error) {
 	if !ok || c == nil {
 		return nil, fmt.Errorf("webgpu: ReadBack: argument %T is not a webgpu tensor", t)
 	}
-	if c.freed || c.st.freed {
+	if c.freed {
 		return nil, fmt.Errorf("webgpu: ReadBack: tensor %v was freed", c.shape)
 	}
 	if err := b.Err(); err != nil {
