@@ -166,6 +166,15 @@ func (b *Backend) Memory() backend.MemStats { return backend.MemStats{Live: b.li
 // ResetPeak sets the peak counter to the live bytes.
 func (b *Backend) ResetPeak() { b.peak = b.live }
 
+// Sync submits pending work and waits until the GPU has finished it.
+func (b *Backend) Sync() error {
+	b.rec.flush()
+	if err := b.dev.Queue.OnSubmittedWorkDone(); err != nil {
+		b.setErr(err)
+	}
+	return b.Err()
+}
+
 // Close submits pending work, waits for the queue and destroys the device.
 func (b *Backend) Close() error {
 	b.rec.flush()
