@@ -1,9 +1,16 @@
 // Package meter is a backend that computes nothing: it follows shapes
 // through the real forward code and meters what a real backend would
-// spend — multiply-accumulates per op kind, and live and peak bytes of
-// weights, activations and caches with the same lifetimes (every Free is
-// honoured). It builds whole models from their configs alone, so the MACs
-// and memory of SD 1.5 or SDXL can be counted without their weights.
+// spend — multiply-accumulates per op kind, the weights the ops read, and
+// live and peak bytes of weights, activations and caches with the same
+// lifetimes (every Free is honoured, views share their storage as
+// backend.Free specifies). It builds whole models from their configs
+// alone, so the MACs and memory of SD 1.5 or SDXL can be counted without
+// their weights.
+//
+// Bytes are the exact tensor sizes (elements × dtype size); a real
+// backend may round allocations up (the WebGPU backend pools buffers by
+// size class) and keep freed buffers for reuse, which the meter does not
+// model.
 package meter
 
 import (
@@ -46,6 +53,7 @@ type Tensor struct {
 
 type buffer struct {
 	bytes   int64
+	elems   int64
 	kind    Kind
 	handles int // live handles: the tensor and its views
 }
@@ -63,6 +71,9 @@ type Backend struct {
 	peak  [numKinds]int64 // per-kind peaks (each reached at its own moment)
 	total int64           // live bytes of all kinds
 	peakT int64           // peak of total
+	// used holds the weight storage read by an op since New or
+	// ResetUsed.
+	used map[*buffer]struct{}
 	// ActDType is the dtype of activations (F32 unless an F16 path is
 	// being modelled).
 	ActDType tensor.DType
@@ -70,7 +81,7 @@ type Backend struct {
 
 // New returns a meter with F32 activations.
 func New() *Backend {
-	return &Backend{macs: map[Op]int64{}, ActDType: tensor.F32}
+	return &Backend{macs: map[Op]int64{}, used: map[*buffer]struct{}{}, ActDType: tensor.F32}
 }
 
 // Name returns "meter".
@@ -90,6 +101,31 @@ func (m *Backend) TotalMACs() int64 {
 
 // ResetMACs zeroes the MAC counters.
 func (m *Backend) ResetMACs() { m.macs = map[Op]int64{} }
+
+// MACsByOp returns a copy of the MAC counters of every op family that
+// counted any.
+func (m *Backend) MACsByOp() map[Op]int64 {
+	out := make(map[Op]int64, len(m.macs))
+	for k, v := range m.macs {
+		out[k] = v
+	}
+	return out
+}
+
+// UsedWeights returns the elements and bytes of the distinct weight
+// tensors (storage of kind Weight, shared views counted once) that an op
+// read since New or ResetUsed: the parameters a forward pass actually
+// uses. Weights freed since they were read still count.
+func (m *Backend) UsedWeights() (elems, bytes int64) {
+	for b := range m.used {
+		elems += b.elems
+		bytes += b.bytes
+	}
+	return elems, bytes
+}
+
+// ResetUsed forgets which weights were read.
+func (m *Backend) ResetUsed() { m.used = map[*buffer]struct{}{} }
 
 // Live returns the live bytes of one kind.
 func (m *Backend) Live(k Kind) int64 { return m.live[k] }
@@ -119,7 +155,8 @@ func (m *Backend) Retag(t backend.Tensor, k Kind) {
 }
 
 func (m *Backend) alloc(shape tensor.Shape, dt tensor.DType, k Kind) *Tensor {
-	b := &buffer{bytes: int64(shape.Numel()) * int64(dt.Size()), kind: k, handles: 1}
+	n := int64(shape.Numel())
+	b := &buffer{bytes: n * int64(dt.Size()), elems: n, kind: k, handles: 1}
 	m.live[k] += b.bytes
 	m.total += b.bytes
 	if m.live[k] > m.peak[k] {
@@ -144,6 +181,22 @@ func (m *Backend) t(x backend.Tensor) *Tensor {
 		panic("meter: use of a freed tensor")
 	}
 	return t
+}
+
+// arg returns the tensor an op reads and records a weight as used.
+func (m *Backend) arg(x backend.Tensor) *Tensor {
+	t := m.t(x)
+	if t.base.kind == Weight {
+		m.used[t.base] = struct{}{}
+	}
+	return t
+}
+
+// opt is arg for an optional operand (nil is allowed).
+func (m *Backend) opt(x backend.Tensor) {
+	if x != nil {
+		m.arg(x)
+	}
 }
 
 // Declare makes a weight of the given dtype and shape (nn.Declarer).
@@ -179,4 +232,5 @@ func (m *Backend) Err() error { return nil }
 
 // Memory reports live and peak bytes over all kinds.
 func (m *Backend) Memory() backend.MemStats { return backend.MemStats{Live: m.total, Peak: m.peakT} }
+
 var _ backend.Backend = (*Backend)(nil)

@@ -40,7 +40,7 @@ func (m *Backend) Reshape(x backend.Tensor, shape ...int) backend.Tensor {
 
 // Permute records a copy with permuted dimensions.
 func (m *Backend) Permute(x backend.Tensor, perm ...int) backend.Tensor {
-	t := m.t(x)
+	t := m.arg(x)
 	s := make([]int, len(perm))
 	for i, p := range perm {
 		s[i] = t.shape[p]
@@ -50,7 +50,8 @@ func (m *Backend) Permute(x backend.Tensor, perm ...int) backend.Tensor {
 
 // MatMul counts batch·M·N·K MACs.
 func (m *Backend) MatMul(a, b, bias backend.Tensor, opt backend.MatMulOpts) backend.Tensor {
-	as, bs := m.t(a).shape, m.t(b).shape
+	as, bs := m.arg(a).shape, m.arg(b).shape
+	m.opt(bias)
 	M, K := as.Dim(-2), as.Dim(-1)
 	if opt.TransA {
 		M, K = K, M
@@ -74,7 +75,11 @@ func (m *Backend) MatMul(a, b, bias backend.Tensor, opt backend.MatMulOpts) back
 
 // Conv2D counts out elements × Cin·kh·kw MACs.
 func (m *Backend) Conv2D(x, w, bias backend.Tensor, opt backend.Conv2DOpts) backend.Tensor {
-	xs, ws := m.t(x).shape, m.t(w).shape
+	xs, ws := m.arg(x).shape, m.arg(w).shape
+	m.opt(bias)
+	if len(xs) != 4 || len(ws) != 4 || xs[1] != ws[1] {
+		panic(fmt.Sprintf("meter: Conv2D %v with filter %v", xs, ws))
+	}
 	s := opt.Stride
 	if s == 0 {
 		s = 1
@@ -87,26 +92,34 @@ func (m *Backend) Conv2D(x, w, bias backend.Tensor, opt backend.Conv2DOpts) back
 
 // Attention counts the two products q·kᵀ and p·v.
 func (m *Backend) Attention(q, k, v, bias backend.Tensor, opt backend.AttentionOpts) backend.Tensor {
-	qs, ks, vs := m.t(q).shape, m.t(k).shape, m.t(v).shape
+	qs, ks, vs := m.arg(q).shape, m.arg(k).shape, m.arg(v).shape
+	m.opt(bias)
 	B, Nq, Nk := qs[0], qs[1], ks[1]
 	m.count(OpAttention, int64(B)*int64(Nq)*int64(Nk)*int64(qs[2]+vs[2]))
 	return m.act(B, Nq, vs[2])
 }
 
-func (m *Backend) same(x backend.Tensor) backend.Tensor { return m.act(m.t(x).shape...) }
+func (m *Backend) same(x backend.Tensor) backend.Tensor { return m.act(m.arg(x).shape...) }
 
 // GroupNorm records an output of x's shape.
 func (m *Backend) GroupNorm(x, gamma, beta backend.Tensor, groups int, eps float32, silu bool) backend.Tensor {
+	m.opt(gamma)
+	m.opt(beta)
 	return m.same(x)
 }
 
 // LayerNorm records an output of x's shape.
 func (m *Backend) LayerNorm(x, gamma, beta backend.Tensor, eps float32) backend.Tensor {
+	m.opt(gamma)
+	m.opt(beta)
 	return m.same(x)
 }
 
 // RMSNorm records an output of x's shape.
-func (m *Backend) RMSNorm(x, gamma backend.Tensor, eps float32) backend.Tensor { return m.same(x) }
+func (m *Backend) RMSNorm(x, gamma backend.Tensor, eps float32) backend.Tensor {
+	m.opt(gamma)
+	return m.same(x)
+}
 
 // Softmax records an output of x's shape.
 func (m *Backend) Softmax(x backend.Tensor) backend.Tensor { return m.same(x) }
@@ -122,7 +135,7 @@ func (m *Backend) Clamp(x backend.Tensor, lo, hi float32) backend.Tensor { retur
 
 // Binary records an output of the broadcast shape.
 func (m *Backend) Binary(op backend.BinaryOp, a, b backend.Tensor) backend.Tensor {
-	as, bs := m.t(a).shape, m.t(b).shape
+	as, bs := m.arg(a).shape, m.arg(b).shape
 	n := max(len(as), len(bs))
 	out := make([]int, n)
 	for i := 1; i <= n; i++ {
@@ -147,33 +160,36 @@ func (m *Backend) Binary(op backend.BinaryOp, a, b backend.Tensor) backend.Tenso
 
 // Concat records the joined shape.
 func (m *Backend) Concat(ax int, ts ...backend.Tensor) backend.Tensor {
-	s := m.t(ts[0]).shape.Clone()
+	s := m.arg(ts[0]).shape.Clone()
 	ax = axis(ax, len(s))
 	for _, x := range ts[1:] {
-		s[ax] += m.t(x).shape[ax]
+		s[ax] += m.arg(x).shape[ax]
 	}
 	return m.act(s...)
 }
 
 // Slice records the sliced shape.
 func (m *Backend) Slice(x backend.Tensor, ax, start, end int) backend.Tensor {
-	s := m.t(x).shape.Clone()
+	s := m.arg(x).shape.Clone()
 	s[axis(ax, len(s))] = end - start
 	return m.act(s...)
 }
 
 // ResizeNearest records [B, C, outH, outW].
 func (m *Backend) ResizeNearest(x backend.Tensor, outH, outW int) backend.Tensor {
-	s := m.t(x).shape
+	s := m.arg(x).shape
 	return m.act(s[0], s[1], outH, outW)
 }
 
 // Gather records [len(ids), D].
 func (m *Backend) Gather(table backend.Tensor, ids []int32) backend.Tensor {
-	return m.act(len(ids), m.t(table).shape[1])
+	return m.act(len(ids), m.arg(table).shape[1])
 }
 
 // LinComb records an output of the operands' shape.
 func (m *Backend) LinComb(coeffs []float32, ts ...backend.Tensor) backend.Tensor {
+	for _, x := range ts[1:] {
+		m.arg(x)
+	}
 	return m.same(ts[0])
 }
