@@ -173,6 +173,15 @@ func (g *Gate) CachedKeys() (cross, self int) {
 	return cross, self
 }
 
+// CacheBytes returns the bytes of float32 activations the cache holds.
+func (g *Gate) CacheBytes() int64 {
+	var n int64
+	for _, t := range g.cache {
+		n += int64(4 * t.Shape().Numel())
+	}
+	return n
+}
+
 // Release frees every cached tensor.
 func (g *Gate) Release() {
 	for k, t := range g.cache {

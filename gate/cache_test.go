@@ -99,6 +99,9 @@ func TestGateCachesAndReuses(t *testing.T) {
 				t.Errorf("step %d: self cache shape %v, want batch 1", i, got)
 			}
 		}
+		if i >= 3 && g.CacheBytes() != 2*6*4 {
+			t.Errorf("step %d: cache holds %d bytes, want two batch-1 tensors of 6 floats", i, g.CacheBytes())
+		}
 		if g.CrossCached() != w.crossReady {
 			t.Errorf("step %d: CrossCached %v", i, g.CrossCached())
 		}

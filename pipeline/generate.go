@@ -70,6 +70,9 @@ type Request struct {
 	Decoder Decoder
 	// Progress, when set, is called after every denoiser evaluation.
 	Progress func(Progress)
+	// Warn, when set, is called with each warning as soon as it arises
+	// (the warnings are also collected in Result.Warnings).
+	Warn func(string)
 }
 
 // DefaultGuidance marks Request.Guidance as "the pipeline's default".
@@ -87,6 +90,8 @@ type Progress struct {
 	// step's denoised estimate (nil unless the scheduler forms one); both
 	// are valid only during the callback.
 	Latents, Denoised backend.Tensor
+	// CacheBytes is the size of T-GATE's attention cache after the step.
+	CacheBytes int64
 	// Elapsed is the time since generation started.
 	Elapsed time.Duration
 }
@@ -152,6 +157,14 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("pipeline: height and width must be positive multiples of 8 (and of the VAE scale factor %d), got %dx%d", f, width, height)
 	}
 	latentShape := tensor.Shape{1, p.UNet.Config.InChannels, height / f, width / f}
+	switch {
+	case req.Decoder == DecodeVAE && p.VAE == nil:
+		return nil, fmt.Errorf("pipeline: the VAE decoder was not loaded")
+	case req.Decoder == DecodeTAESD && p.TAESD == nil:
+		return nil, fmt.Errorf("pipeline: no TAESD decoder loaded (LoadTAESD)")
+	case req.Decoder < DecodeVAE || req.Decoder > DecodeNone:
+		return nil, fmt.Errorf("pipeline: unknown decoder %d", int(req.Decoder))
+	}
 
 	// The scheduler, stepping device tensors, with noise from the seed's
 	// generator (after the initial latents, as diffusers' randn_tensor).
@@ -195,21 +208,27 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	condDim := p.UNet.Config.TimeCondProjDim
 	cfg := p.Kind == StableDiffusion && guidance > 1 && condDim == nil
 	res := &Result{Timesteps: timesteps}
+	warn := func(w string) {
+		res.Warnings = append(res.Warnings, w)
+		if req.Warn != nil {
+			req.Warn(w)
+		}
+	}
 
 	// Text embeddings: [negative; prompt] with guidance, else the prompt.
 	ids, tr := p.Tokenizer.EncodeForModel(req.Prompt)
 	if tr != nil {
-		res.Warnings = append(res.Warnings, tr.Warning())
+		warn(tr.Warning())
 	}
 	rows := [][]int32{ids}
 	if cfg {
 		neg, ntr := p.Tokenizer.EncodeForModel(req.NegativePrompt)
 		if ntr != nil {
-			res.Warnings = append(res.Warnings, "negative prompt: "+ntr.Warning())
+			warn("negative prompt: " + ntr.Warning())
 		}
 		rows = [][]int32{neg, ids}
 	} else if req.NegativePrompt != "" {
-		res.Warnings = append(res.Warnings, "the negative prompt is ignored without classifier-free guidance")
+		warn("the negative prompt is ignored without classifier-free guidance")
 	}
 	enc, err := p.TextEncoder.Forward(b, rows, clip.Options{})
 	if err != nil {
@@ -315,7 +334,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		}
 		if req.Progress != nil {
 			req.Progress(Progress{Step: i + 1, Total: len(timesteps), Timestep: t, Plan: plan,
-				Latents: x, Denoised: denoised, Elapsed: time.Since(start)})
+				Latents: x, Denoised: denoised, CacheBytes: g.CacheBytes(), Elapsed: time.Since(start)})
 		}
 	}
 	res.Gate = g.Stats()

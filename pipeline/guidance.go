@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"github.com/tgate-web/tgate/backend"
-	"github.com/tgate-web/tgate/tensor"
 )
 
 // guide combines the two halves of a guidance batch the way
@@ -81,7 +80,3 @@ func stdDev(x []float32) float64 {
 	}
 	return math.Sqrt(ss / float64(len(x)-1))
 }
-
-// hostStd is stdDev of a whole host tensor (used by tests and callers that
-// inspect results).
-func hostStd(h *tensor.Host) float64 { return stdDev(h.Data) }

@@ -197,6 +197,16 @@ func TestRunParity(t *testing.T) {
 				}
 			}
 			golden.AssertClose(t, "final.latents", res.Latents, gold["final.latents"], 1e-3)
+			if r.Call.GateStep != nil {
+				// The gated run must be distinguishable from the baseline at
+				// this tolerance, or the comparison proves nothing.
+				base := golden.Tensors(t, filepath.Join(golden.Dir(t, "golden", "runs"), "ddim_baseline.safetensors"))
+				_, rel := golden.Diff(gold["final.latents"], base["final.latents"])
+				t.Logf("golden %s vs golden ddim_baseline: relative %.3g", name, rel)
+				if rel < 1e-2 {
+					t.Errorf("golden %s is within %.3g of the baseline", name, rel)
+				}
+			}
 			golden.AssertClose(t, "final.image_np", res.Image, nhwcToNCHW(gold["final.image_np"]), 1e-3)
 			if len(res.Warnings) != 0 {
 				t.Errorf("unexpected warnings %v", res.Warnings)

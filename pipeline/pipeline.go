@@ -98,7 +98,7 @@ type LoadOptions struct {
 // tokenizer/, text_encoder/, unet/, vae/, scheduler/) and binds every
 // model's weights on b. Weights may be F32 or F16 safetensors, single-file
 // or sharded.
-func Load(b backend.Backend, dir string, opt LoadOptions) (p *Pipeline, err error) {
+func Load(b backend.Backend, dir string, opt LoadOptions) (_ *Pipeline, err error) {
 	mi, err := hub.ReadModelIndex(dir)
 	if err != nil {
 		return nil, err
@@ -115,11 +115,10 @@ func Load(b backend.Backend, dir string, opt LoadOptions) (p *Pipeline, err erro
 	if c := mi.Class("text_encoder"); c != "CLIPTextModel" {
 		return nil, fmt.Errorf("%s: text encoder class %q is not supported (want CLIPTextModel)", dir, c)
 	}
-	p = &Pipeline{b: b, Dir: dir, Kind: kind}
+	p := &Pipeline{b: b, Dir: dir, Kind: kind}
 	defer func() {
 		if err != nil {
 			p.Close()
-			p = nil
 		}
 	}()
 

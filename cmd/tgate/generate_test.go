@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
+	"github.com/tgate-web/tgate/internal/npy"
+	"github.com/tgate-web/tgate/tensor"
+)
+
+const runPrompt = "a photo of an astronaut riding a horse on mars"
+
+func writeTempNPY(t *testing.T, h *tensor.Host) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "init.npy")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := npy.Write(f, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func readNPY(t *testing.T, path string) *tensor.Host {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := npy.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestGenerateReproducesRuns runs `tgate generate` on the tiny golden
+// pipeline with the runs' initial latents and compares the saved final
+// latents with the goldens (DDIM from the folder's PNDM config, as the run
+// files say).
+func TestGenerateReproducesRuns(t *testing.T) {
+	model := golden.Dir(t, "golden", "sd15_tiny_pipeline")
+	for _, tc := range []struct {
+		run  string
+		gate []string
+	}{
+		{"ddim_baseline", []string{"--tgate", "off"}},
+		{"ddim_tgate_v2", []string{"--tgate", "v2", "--gate-step", "4", "--sp-interval", "2", "--fi-interval", "1", "--warm-up", "1"}},
+	} {
+		t.Run(tc.run, func(t *testing.T) {
+			gold := golden.Tensors(t, filepath.Join(golden.Dir(t, "golden", "runs"), tc.run+".safetensors"))
+			dir := t.TempDir()
+			in := writeTempNPY(t, gold["init.latents"])
+			outLat := filepath.Join(dir, "final.npy")
+			outPNG := filepath.Join(dir, "out.png")
+			args := append([]string{"--model", model, "--prompt", runPrompt, "--negative-prompt", "",
+				"--steps", "10", "--guidance", "7.5", "--scheduler", "ddim", "--width", "32", "--height", "32",
+				"--latents", in, "--save-latents", outLat, "--out", outPNG}, tc.gate...)
+			var stdout, stderr bytes.Buffer
+			if code := generate(context.Background(), args, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			golden.AssertClose(t, "final.latents", readNPY(t, outLat), gold["final.latents"], 1e-3)
+			if n := strings.Count(stderr.String(), "step "); n != 10 {
+				t.Errorf("%d progress lines on stderr, want 10:\n%s", n, stderr.String())
+			}
+			f, err := os.Open(outPNG)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			img, err := png.Decode(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Pixel (0,0) red channel against the golden image, rounded as
+			// diffusers' numpy_to_pil does (within one level).
+			want := gold["final.image_np"].Data[0] * 255
+			r, _, _, _ := img.At(0, 0).RGBA()
+			if d := float32(r>>8) - want; d > 1 || d < -1 || img.Bounds().Dx() != 32 {
+				t.Errorf("PNG pixel (0,0) red %d, golden %.2f; size %v", r>>8, want, img.Bounds())
+			}
+		})
+	}
+}
+
+func TestGenerateFlagErrors(t *testing.T) {
+	model := golden.Dir(t, "golden", "sd15_tiny_pipeline")
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--scheduler", "heun"}, []string{`"heun"`, "ddim", "pndm", "euler", "euler-a", "dpm++2m", "lcm"}},
+		{[]string{"--tgate", "v3"}, []string{`"v3"`, "off", "v1", "v2"}},
+		{[]string{"--decoder", "png"}, []string{`"png"`, "vae", "taesd"}},
+		{[]string{"--timestep-spacing", "karras"}, []string{`"karras"`, "leading", "trailing", "linspace"}},
+		{[]string{"--gate-step", "0"}, []string{"gate step 0"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"--model", model, "--prompt", "x", "--out", filepath.Join(t.TempDir(), "x.png")}, tc.args...)
+		if code := generate(context.Background(), args, &stdout, &stderr); code == 0 {
+			t.Errorf("%v: exit 0", tc.args)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%v: stderr %q does not mention %s", tc.args, stderr.String(), w)
+			}
+		}
+	}
+}
+
+// TestGenerateTruncationWarning checks that a prompt longer than CLIP's
+// 77-token window is reported on stderr.
+func TestGenerateTruncationWarning(t *testing.T) {
+	model := golden.Dir(t, "golden", "sd15_tiny_pipeline")
+	long := strings.Repeat("a red apple on a wooden table, ", 12) + "zebra"
+	var stdout, stderr bytes.Buffer
+	args := []string{"--model", model, "--prompt", long, "--steps", "1", "--scheduler", "ddim", "--quiet",
+		"--out", "", "--save-latents", filepath.Join(t.TempDir(), "l.npy")}
+	if code := generate(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "WARNING:") || !strings.Contains(stderr.String(), "zebra") {
+		t.Errorf("no truncation warning naming the dropped text on stderr: %q", stderr.String())
+	}
+}
