@@ -71,6 +71,9 @@ type Backend struct {
 	dev     *gpu.Device
 	opt     Options
 	maxDim  int // workgroups per dispatch dimension
+	// maxBinding is the largest storage binding in bytes; flat
+	// elementwise ops over larger tensors run in windows bound at offsets.
+	maxBinding uint64
 
 	err        error // the first device error
 	live, peak int64
@@ -121,6 +124,7 @@ func New(opt Options) (*Backend, error) {
 	if opt.MaxWorkgroupsPerDim > 0 && opt.MaxWorkgroupsPerDim < b.maxDim {
 		b.maxDim = opt.MaxWorkgroupsPerDim
 	}
+	b.maxBinding = dev.Limits.MaxStorageBufferBindingSize
 	b.pool.init(dev)
 	dev.OnUncapturedError(func(e error) { b.setErr(e) })
 	go func() {

@@ -37,12 +37,41 @@ const (
 // groups returns the workgroups covering n items, WG per workgroup.
 func groups(n, wg int) int { return (n + wg - 1) / wg }
 
+// flatWindows calls f for consecutive element ranges [start, start+cnt)
+// covering n elements: one range when every tensor of ts fits a storage
+// binding, else ranges of a multiple of 256 elements whose bytes fit (so
+// every binding offset is 256-byte aligned and F16 pairs stay whole).
+func (b *Backend) flatWindows(n int, ts []*Tensor, f func(start, cnt int)) {
+	fits := true
+	for _, t := range ts {
+		fits = fits && bindSize(t) <= b.maxBinding
+	}
+	if fits {
+		f(0, n)
+		return
+	}
+	w := max(256, int(b.maxBinding/4)&^255)
+	for start := 0; start < n; start += w {
+		f(start, min(w, n-start))
+	}
+}
+
+// winBind binds elements [start, start+cnt) of t.
+func winBind(t *Tensor, start, cnt int) binding {
+	es := t.dtype.Size()
+	return binding{t, uint64(start * es), max(4, uint64(cnt*es+3)&^3)}
+}
+
 func (b *Backend) unaryLike(name string, xt backend.Tensor, op uint32, f [4]float32) backend.Tensor {
 	x := get(name, xt)
 	out := b.alloc(x.shape, tensor.F32, false)
 	n := x.shape.Numel()
-	p := ewParams{N: uint32(n), Op: op, F: f}
-	b.run(kUnary, map[string]float64{"DT_A": dtCode(x.dtype)}, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, x)
+	consts := map[string]float64{"DT_A": dtCode(x.dtype)}
+	b.flatWindows(n, []*Tensor{x, out}, func(start, cnt int) {
+		p := ewParams{N: uint32(cnt), Op: op, F: f}
+		b.runBound(kUnary, consts, &p, [3]int{groups(cnt, elementwiseWG), 1, 1},
+			[]binding{winBind(out, start, cnt), winBind(x, start, cnt)})
+	})
 	return out
 }
 
@@ -110,6 +139,17 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 		}
 	}
 	out := b.alloc(os, tensor.F32, false)
+	consts := map[string]float64{"DT_A": dtCode(x.dtype), "DT_B": dtCode(y.dtype)}
+	if x.shape.Equal(os) && y.shape.Equal(os) {
+		// No broadcast: a flat loop, windowed for tensors above the binding
+		// limit.
+		b.flatWindows(os.Numel(), []*Tensor{x, y, out}, func(start, cnt int) {
+			p := ewParams{N: uint32(cnt), Op: uint32(op), Rank: 1, Shape: [8]uint32{uint32(cnt)}, SA: [8]uint32{1}, SB: [8]uint32{1}}
+			b.runBound(kBinary, consts, &p, [3]int{groups(cnt, elementwiseWG), 1, 1},
+				[]binding{winBind(out, start, cnt), winBind(x, start, cnt), winBind(y, start, cnt)})
+		})
+		return out
+	}
 	// Merge runs of dimensions with the same broadcast pattern, so that any
 	// rank fits the kernel's eight.
 	var dims, sa, sb []int
@@ -141,7 +181,6 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 	n := os.Numel()
 	p := ewParams{N: uint32(n), Op: uint32(op), Rank: uint32(len(dims)),
 		Shape: pack8(name, dims), SA: pack8(name, sa), SB: pack8(name, sb)}
-	consts := map[string]float64{"DT_A": dtCode(x.dtype), "DT_B": dtCode(y.dtype)}
 	b.run(kBinary, consts, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, x, y)
 	return out
 }
@@ -193,7 +232,15 @@ func (b *Backend) LinComb(coeffs []float32, ts ...backend.Tensor) backend.Tensor
 			consts[names[i]] = dtCode(t.dtype)
 		}
 		out := b.alloc(shape, tensor.F32, false)
-		b.run(kLinComb, consts, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, in...)
+		b.flatWindows(n, append([]*Tensor{out}, in...), func(start, cnt int) {
+			q := p
+			q.N = uint32(cnt)
+			bs := []binding{winBind(out, start, cnt)}
+			for _, t := range in {
+				bs = append(bs, winBind(t, start, cnt))
+			}
+			b.runBound(kLinComb, consts, &q, [3]int{groups(cnt, elementwiseWG), 1, 1}, bs)
+		})
 		if acc != nil {
 			b.Free(acc)
 		}

@@ -36,8 +36,18 @@ type pipeKey struct {
 type bgKey struct {
 	inputs int
 	ids    [6]uint32
+	offs   [6]uint64
 	sizes  [6]uint64
 }
+
+// binding is a bound byte range of a tensor's buffer.
+type binding struct {
+	t         *Tensor
+	off, size uint64
+}
+
+// whole binds all of t: its bytes rounded up to 4, at least 4.
+func whole(t *Tensor) binding { return binding{t, 0, bindSize(t)} }
 
 // recorder records dispatches into one command encoder and compute pass,
 // with every dispatch's parameters packed into a uniform ring that is
@@ -176,12 +186,11 @@ func (b *Backend) pipeline(k kernel, consts map[string]float64) *gpu.ComputePipe
 
 // bindGroup returns the cached bind group binding the uniform ring, out
 // and the inputs.
-func (b *Backend) bindGroup(n int, out *buffer, outSize uint64, ins []*buffer, inSizes []uint64) *gpu.BindGroup {
+func (b *Backend) bindGroup(n int, bs []binding) *gpu.BindGroup {
 	r := &b.rec
 	key := bgKey{inputs: n}
-	key.ids[0], key.sizes[0] = out.id, outSize
-	for i, in := range ins {
-		key.ids[i+1], key.sizes[i+1] = in.id, inSizes[i]
+	for i, x := range bs {
+		key.ids[i], key.offs[i], key.sizes[i] = x.t.st.buf.id, x.off, x.size
 	}
 	if bg, ok := r.bindGroups[key]; ok {
 		b.stats.BindGroupHits++
@@ -191,9 +200,9 @@ func (b *Backend) bindGroup(n int, out *buffer, outSize uint64, ins []*buffer, i
 	if len(r.bindGroups) > 8192 {
 		clear(r.bindGroups)
 	}
-	entries := []gpu.BufferBinding{{Buffer: r.uniform, Offset: 0, Size: slotSize}, {Buffer: out.gb, Size: outSize}}
-	for i, in := range ins {
-		entries = append(entries, gpu.BufferBinding{Buffer: in.gb, Size: inSizes[i]})
+	entries := []gpu.BufferBinding{{Buffer: r.uniform, Offset: 0, Size: slotSize}}
+	for _, x := range bs {
+		entries = append(entries, gpu.BufferBinding{Buffer: x.t.st.buf.gb, Offset: x.off, Size: x.size})
 	}
 	bg := b.dev.CreateBindGroup(b.layout(n), entries)
 	r.bindGroups[key] = bg
@@ -212,19 +221,31 @@ func bindSize(t *Tensor) uint64 {
 // several dispatches, each with its own parameter block and base offset;
 // a flat kernel's grid[0] is first folded into two dimensions.
 func (b *Backend) run(k kernel, consts map[string]float64, params any, grid [3]int, out *Tensor, ins ...*Tensor) {
+	bs := []binding{whole(out)}
+	for _, t := range ins {
+		bs = append(bs, whole(t))
+	}
+	b.runBound(k, consts, params, grid, bs)
+}
+
+// runBound is run with explicit byte ranges: bs[0] is the output, bs[1:]
+// the inputs. A range larger than the device's maxStorageBufferBindingSize
+// is a programming error of the op (it must window its work).
+func (b *Backend) runBound(k kernel, consts map[string]float64, params any, grid [3]int, bs []binding) {
 	if grid[0] == 0 || grid[1] == 0 || grid[2] == 0 {
 		return
 	}
-	if len(ins) != k.inputs {
-		panic(fmt.Sprintf("webgpu: kernel %s takes %d inputs, got %d", k.entry, k.inputs, len(ins)))
+	if len(bs) != k.inputs+1 {
+		panic(fmt.Sprintf("webgpu: kernel %s takes %d inputs, got %d", k.entry, k.inputs, len(bs)-1))
+	}
+	for _, x := range bs {
+		if x.size > b.maxBinding {
+			panic(fmt.Sprintf("webgpu: kernel %s: tensor %v %v needs a %d-byte binding, above the device's maxStorageBufferBindingSize %d",
+				k.entry, x.t.dtype, x.t.shape, x.size, b.maxBinding))
+		}
 	}
 	pipe := b.pipeline(k, consts)
-	bufs := make([]*buffer, len(ins))
-	sizes := make([]uint64, len(ins))
-	for i, t := range ins {
-		bufs[i], sizes[i] = t.st.buf, bindSize(t)
-	}
-	bg := b.bindGroup(k.inputs, out.st.buf, bindSize(out), bufs, sizes)
+	bg := b.bindGroup(k.inputs, bs)
 
 	blk, err := binary.Append(nil, binary.LittleEndian, params)
 	if err != nil || len(blk) < 16 || len(blk) > slotSize {
@@ -285,8 +306,7 @@ func (b *Backend) run(k kernel, consts map[string]float64, params any, grid [3]i
 		r.pass.DispatchWorkgroups(c[4], c[5], c[6])
 		b.stats.Dispatches++
 	}
-	out.st.buf.lastUse = r.epoch
-	for _, bf := range bufs {
-		bf.lastUse = r.epoch
+	for _, x := range bs {
+		x.t.st.buf.lastUse = r.epoch
 	}
 }

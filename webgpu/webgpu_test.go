@@ -4,6 +4,7 @@ package webgpu
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"syscall/js"
@@ -251,4 +252,60 @@ func TestDeviceErrors(t *testing.T) {
 	if _, err := c.ReadBack(c.Upload(tensor.FromData([]float32{1}, 1))); err == nil || !strings.Contains(err.Error(), "lost") {
 		t.Fatalf("ReadBack on a destroyed device: error %v, want device lost", err)
 	}
+}
+
+// TestBindingWindows lowers the binding limit to 1 KiB so that flat ops on
+// 1000-element tensors bind their buffers in windows at offsets, and checks
+// the results against values computed here; an op that cannot window must
+// fail with a message naming the limit.
+func TestBindingWindows(t *testing.T) {
+	saved := shared.maxBinding
+	shared.maxBinding = 1024
+	defer func() { shared.maxBinding = saved }()
+
+	const n = 1001
+	a, c := make([]float32, n), make([]float32, n)
+	for i := range a {
+		a[i] = float32(i%97) - 40.5
+		c[i] = float32(i%13) * 0.25
+	}
+	raw := make([]byte, 2*n)
+	tensor.EncodeFloat32(raw, c, tensor.F16) // quarters are exact in F16
+	x := shared.Upload(tensor.FromData(a, n))
+	h := shared.UploadRaw(&tensor.Raw{DType: tensor.F16, Shape: tensor.Shape{n}, Bytes: raw})
+	check := func(what string, y backend.Tensor, want func(i int) float64) {
+		t.Helper()
+		got, err := shared.ReadBack(y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if w := want(i); math.Abs(float64(got.Data[i])-w) > 1e-5*math.Max(1, math.Abs(w)) {
+				t.Fatalf("%s: element %d = %v, want %v", what, i, got.Data[i], w)
+			}
+		}
+		shared.Free(y)
+	}
+	check("Neg", shared.Unary(backend.Neg, x), func(i int) float64 { return -float64(a[i]) })
+	check("Affine F16", shared.Affine(h, 3, -1), func(i int) float64 { return 3*float64(c[i]) - 1 })
+	check("Mul", shared.Binary(backend.Mul, x, h), func(i int) float64 { return float64(a[i]) * float64(c[i]) })
+	check("LinComb", shared.LinComb([]float32{1, 2, -1, 0.5, 4}, x, h, x, h, x), func(i int) float64 {
+		return 4*float64(a[i]) + 2.5*float64(c[i])
+	})
+
+	func() {
+		defer func() {
+			r := recover()
+			if r == nil || !strings.Contains(fmt.Sprint(r), "maxStorageBufferBindingSize") {
+				t.Errorf("broadcast Binary above the binding limit: panic %v, want one naming the limit", r)
+			}
+		}()
+		row := shared.Upload(tensor.FromData(make([]float32, 7), 1, 7))
+		defer shared.Free(row)
+		big := shared.Reshape(x, 143, 7)
+		defer shared.Free(big)
+		shared.Binary(backend.Add, big, row)
+	}()
+	shared.Free(x)
+	shared.Free(h)
 }
