@@ -288,8 +288,13 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		default:
 			in, ehs = b.Reshape(x, x.Shape()...), embeds
 		}
-		scaled := stepper.ScaleModelInput(in, i)
-		b.Free(in)
+		// The LCM pipeline feeds the latents unscaled (its loop has no
+		// scale_model_input; LCMScheduler's is the identity anyway).
+		scaled := in
+		if p.Kind == StableDiffusion {
+			scaled = stepper.ScaleModelInput(in, i)
+			b.Free(in)
+		}
 		out, err := p.UNet.Forward(b, scaled, []float64{t}, ehs, unet.ForwardOpts{TimestepCond: timestepCond, Hook: g})
 		b.Free(scaled)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tgate-web/tgate/gate"
+	"github.com/tgate-web/tgate/internal/golden"
 	"github.com/tgate-web/tgate/nn"
 )
 
@@ -114,5 +115,35 @@ func TestCancel(t *testing.T) {
 	}
 	if after := b.Memory().Live; after != before {
 		t.Errorf("%d bytes live after a cancelled run, %d before", after, before)
+	}
+}
+
+// TestKeepCrossAttention checks that keeping the cross-attention weights
+// after the gate changes nothing in the result and releases nothing.
+func TestKeepCrossAttention(t *testing.T) {
+	p := loadGolden(t, "sd15_tiny_pipeline", LoadOptions{SkipVAE: true})
+	req := Request{Prompt: "an owl", Steps: 6, Guidance: 7.5, Seed: 4, Width: 32, Height: 32, Scheduler: "ddim",
+		Decoder: DecodeNone, Gate: gate.Config{Mode: gate.V2, GateStep: 2, SPInterval: 2, FIInterval: 2, WarmUp: 0}}
+	released, err := p.Generate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.crossReleased {
+		t.Fatal("the gated run did not release the cross-attention weights")
+	}
+	before := p.b.Memory().Live
+	req.KeepCrossAttention = true
+	kept, err := p.Generate(context.Background(), req) // reloads the UNet first
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.crossReleased {
+		t.Error("KeepCrossAttention released the weights")
+	}
+	if after := p.b.Memory().Live; after != before+crossBytes(p) {
+		t.Errorf("live bytes %d after the kept run, want %d (reloaded cross-attention weights kept)", after, before+crossBytes(p))
+	}
+	if abs, _ := golden.Diff(kept.Latents, released.Latents); abs != 0 {
+		t.Errorf("keeping the cross-attention weights changed the result by %g", abs)
 	}
 }
