@@ -220,6 +220,9 @@ func TestShaderErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("pipeline with a missing entry point: no error")
 	}
+	if err := shared.Err(); err != nil {
+		t.Fatalf("the reported shader errors also became a device error: %v", err)
+	}
 }
 
 // TestDeviceErrors checks that a validation error and a lost device are

@@ -262,9 +262,13 @@ func (e *CompileError) Error() string {
 
 // CreateShaderModule compiles WGSL source. Compilation errors (from
 // getCompilationInfo) are returned as a *CompileError with line:column
-// positions; warnings are ignored.
+// positions; warnings are ignored. The module is created inside a
+// validation error scope, so a broken shader is reported here and not
+// also as an uncaptured device error.
 func (d *Device) CreateShaderModule(label, code string) (*ShaderModule, error) {
+	d.PushErrorScope("validation")
 	m := jcall(d.v, "createShaderModule", object("label", label, "code", code))
+	scopeErr := d.PopErrorScope()
 	info, err := await(jcall(m, "getCompilationInfo"))
 	if err != nil {
 		return nil, fmt.Errorf("webgpu: getCompilationInfo(%s): %w", label, err)
@@ -282,6 +286,9 @@ func (d *Device) CreateShaderModule(label, code string) (*ShaderModule, error) {
 	}
 	if len(errs) > 0 {
 		return nil, &CompileError{Label: label, Messages: errs}
+	}
+	if scopeErr != nil {
+		return nil, fmt.Errorf("webgpu: shader %q: %w", label, scopeErr)
 	}
 	return &ShaderModule{v: m}, nil
 }
