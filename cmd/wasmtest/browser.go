@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -74,16 +76,34 @@ func runBrowser(ctx context.Context, srv *server) (int, error) {
 	if err := chromedp.Do(tabCtx, chromedp.Navigate(srv.url)); err != nil {
 		return 0, fmt.Errorf("starting %s: %w", chrome, err)
 	}
+	// The exit status arrives over HTTP, which can overtake the last
+	// console messages. To print all output before returning, the runner
+	// logs a marker in the page after the exit and waits until the console
+	// stream, which keeps its order, delivers it.
+	marker := fmt.Sprintf("wasmtest-drained-%d", time.Now().UnixNano())
+	drained := make(chan struct{})
 	go func() {
 		for m, err := range messages {
 			if err != nil {
 				return
+			}
+			if m.Text == marker {
+				close(drained)
+				continue
 			}
 			printConsole(m)
 		}
 	}()
 	select {
 	case code := <-srv.exit:
+		if _, err := chromedp.Run(tabCtx, chromedp.Evaluate[any](`console.log(`+strconv.Quote(marker)+`)`)); err == nil {
+			select {
+			case <-drained:
+			case <-time.After(10 * time.Second):
+				fmt.Fprintln(os.Stderr, "wasmtest: the page's console did not drain; output may be incomplete")
+			case <-ctx.Done():
+			}
+		}
 		return code, nil
 	case <-ctx.Done():
 		return 0, ctx.Err()
