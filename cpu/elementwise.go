@@ -15,10 +15,13 @@ func unaryFunc(op backend.UnaryOp) func(float64) float64 {
 	case backend.SiLU:
 		return func(x float64) float64 { return x / (1 + math.Exp(-x)) }
 	case backend.GELU:
-		return func(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }
+		// 0.5·x·(1+erf(x/√2)), via erfc so that large negative x keeps
+		// its relative precision.
+		return func(x float64) float64 { return 0.5 * x * math.Erfc(-x/math.Sqrt2) }
 	case backend.GELUTanh:
+		// 0.5·x·(1+tanh(u)) = x/(1+e^(−2u)) with u = √(2/π)·(x+0.044715·x³).
 		c := math.Sqrt(2 / math.Pi)
-		return func(x float64) float64 { return 0.5 * x * (1 + math.Tanh(c*(x+0.044715*x*x*x))) }
+		return func(x float64) float64 { return x / (1 + math.Exp(-2*c*(x+0.044715*x*x*x))) }
 	case backend.QuickGELU:
 		return func(x float64) float64 { return x / (1 + math.Exp(-1.702*x)) }
 	case backend.ReLU:

@@ -72,9 +72,13 @@ func refUnary(op backend.UnaryOp, x float64) float64 {
 	case backend.SiLU:
 		return x * sigmoid(x)
 	case backend.GELU:
-		return 0.5 * x * (1 + math.Erf(x/math.Sqrt(2)))
+		// 0.5·x·(1+erf(x/√2)) written with erfc, which keeps its relative
+		// precision where 1+erf cancels (x ≲ −5).
+		return 0.5 * x * math.Erfc(-x/math.Sqrt(2))
 	case backend.GELUTanh:
-		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*math.Pow(x, 3))))
+		// 0.5·x·(1+tanh(u)) = x/(1+e^(−2u)), exact in float64 for large |u|.
+		u := math.Sqrt(2/math.Pi) * (x + 0.044715*x*x*x)
+		return x / (1 + math.Exp(-2*u))
 	case backend.QuickGELU:
 		return x * sigmoid(1.702*x)
 	case backend.ReLU:
