@@ -22,7 +22,9 @@
 //	TGATE_*            copied into the Go program's environment
 //
 // The page also serves the project root (the directory holding go.mod) read
-// only under /fs/, for programs that need data files over HTTP.
+// only under /fs/, and the reference data beside it (../shared from the
+// project root, where it exists) read only under /shared/, for programs
+// that need data files over HTTP.
 package main
 
 import (
@@ -77,10 +79,16 @@ func run(args []string) int {
 		env["PWD"] = wd
 	}
 
+	root := projectRoot()
+	shared := filepath.Join(root, "..", "shared")
+	if fi, err := os.Stat(shared); err != nil || !fi.IsDir() {
+		shared = ""
+	}
 	srv, err := startServer(serverConfig{
 		wasmPath: wasmPath,
 		wasmExec: wasmExec,
-		fsRoot:   projectRoot(),
+		fsRoot:   root,
+		shared:   shared,
 		argv:     append([]string{filepath.Base(wasmPath)}, progArgs...),
 		env:      env,
 	})

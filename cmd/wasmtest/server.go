@@ -17,6 +17,7 @@ type serverConfig struct {
 	wasmPath string            // the program to run
 	wasmExec string            // path of the toolchain's wasm_exec.js
 	fsRoot   string            // directory served read-only under /fs/
+	shared   string            // directory served read-only under /shared/ (may be "")
 	argv     []string          // os.Args of the Go program
 	env      map[string]string // its environment
 }
@@ -101,6 +102,9 @@ func startServer(cfg serverConfig) (*server, error) {
 		http.ServeFile(w, r, cfg.wasmPath)
 	})
 	mux.Handle("GET /fs/", http.StripPrefix("/fs/", http.FileServer(http.Dir(cfg.fsRoot))))
+	if cfg.shared != "" {
+		mux.Handle("GET /shared/", http.StripPrefix("/shared/", http.FileServer(http.Dir(cfg.shared))))
+	}
 	mux.HandleFunc("POST /exit", func(w http.ResponseWriter, r *http.Request) {
 		var buf [32]byte
 		n, _ := r.Body.Read(buf[:])
