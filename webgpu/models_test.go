@@ -252,21 +252,29 @@ func TestModelUNet(t *testing.T) {
 	}
 }
 
-// TestModelCLIP runs the tiny CLIP text encoder (quick_gelu, legacy
-// eos_token_id 2: pooled at the largest id) on two 77-token rows of
-// prompt-like ids — BOS, words, EOS, EOS padding — and compares
-// last_hidden_state and pooler_output.
+// TestModelCLIP runs the tiny CLIP text encoder (legacy eos_token_id 2:
+// pooled at the largest id) on two 77-token rows of prompt-like ids —
+// BOS, words, EOS, EOS padding — and compares last_hidden_state and
+// pooler_output: SD 1.5's quick_gelu with F32 weights and SD 2.1's erf
+// GELU with F16 weights.
 func TestModelCLIP(t *testing.T) {
-	for _, dt := range []tensor.DType{tensor.F32, tensor.F16} {
-		t.Run(strings.ToLower(dt.String()), func(t *testing.T) {
-			cfg, err := clip.ParseConfig([]byte(clipJSON))
+	for _, c := range []struct {
+		name string
+		json string
+		dt   tensor.DType
+	}{
+		{"sd15/f32", clipJSON, tensor.F32},
+		{"sd21/f16", strings.Replace(clipJSON, `"quick_gelu"`, `"gelu"`, 1), tensor.F16},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := clip.ParseConfig([]byte(c.json))
 			if err != nil {
 				t.Fatal(err)
 			}
 			src := randomWeights(t, fixture.ScopeParams(func(s *nn.Scope) error {
 				_, err := clip.New(s, cfg)
 				return err
-			}), 12, dt)
+			}), 12, c.dt)
 			r := rand.New(rand.NewPCG(3, 4))
 			ids := make([][]int32, 2)
 			for i, words := range []int{7, 30} {
@@ -293,8 +301,8 @@ func TestModelCLIP(t *testing.T) {
 				defer out.Release(b)
 				return []*tensor.Host{readBack(t, b, out.LastHiddenState), readBack(t, b, out.Pooled)}
 			})
-			compare(t, "clip last_hidden_state", gpu[0], ref[0], modelTol)
-			compare(t, "clip pooler_output", gpu[1], ref[1], modelTol)
+			compare(t, "clip "+c.name+" last_hidden_state", gpu[0], ref[0], modelTol)
+			compare(t, "clip "+c.name+" pooler_output", gpu[1], ref[1], modelTol)
 		})
 	}
 }
