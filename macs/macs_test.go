@@ -374,6 +374,20 @@ func TestMemoryAccounting(t *testing.T) {
 	}
 }
 
+func TestLargestTensors(t *testing.T) {
+	r := count(t, load(t, sd15), spec(gate.V2, 10))
+	// SD 1.5 at 512×512: the largest weight is CLIP's token embedding
+	// (49408×768, F16); the largest activation is the decoder's third up
+	// block upsampled to full size before its convolution, [1, 256, 512,
+	// 512] F32; the largest cache entry is an attention output at the
+	// 64×64 level, 4096 tokens × 320 channels, with the guidance batch of
+	// 2 (v2 caches self-attention before the gate), F32.
+	want := Mem{Weights: 49408 * 768 * 2, Activations: 256 * 512 * 512 * 4, Caches: 2 * 4096 * 320 * 4}
+	if r.Largest != want {
+		t.Errorf("largest tensors %+v, want %+v", r.Largest, want)
+	}
+}
+
 func TestActivationDType(t *testing.T) {
 	m := load(t, sd15)
 	s := spec(gate.Off, 10)

@@ -115,22 +115,25 @@ type Release struct {
 
 // Report is the count of one generation.
 type Report struct {
-	Spec           Spec
-	Width, Height  int
-	Latent         tensor.Shape // [1, C, h, w]
-	Scheduler      sched.Name
-	Evals          int  // denoiser evaluations
-	CFG            bool // whether a guidance batch ran before the gate
-	Phases         []Phase
-	Release        Release
-	Gate           gate.Stats
-	UNetParams     int64 // every weight of the UNet
-	TextParams     int64 // every weight of the text encoder(s)
-	DecoderParams  int64 // every weight of the VAE decoder
-	WeightBytes    int64 // all three models' weights
-	Peak           Mem   // the whole generation
-	MaxCacheBytes  int64 // the largest attention cache held
-	CrossModules   int   // cross-attention modules of the UNet
+	Spec          Spec
+	Width, Height int
+	Latent        tensor.Shape // [1, C, h, w]
+	Scheduler     sched.Name
+	Evals         int  // denoiser evaluations
+	CFG           bool // whether a guidance batch ran before the gate
+	Phases        []Phase
+	Release       Release
+	Gate          gate.Stats
+	UNetParams    int64 // every weight of the UNet
+	TextParams    int64 // every weight of the text encoder(s)
+	DecoderParams int64 // every weight of the VAE decoder
+	WeightBytes   int64 // all three models' weights
+	Peak          Mem   // the whole generation
+	MaxCacheBytes int64 // the largest attention cache held
+	// Largest is the size of the largest single tensor of each kind
+	// (Total unused): a device must allocate and bind buffers that large.
+	Largest        Mem
+	CrossModules   int // cross-attention modules of the UNet
 	SelfModules    int
 	ReleasedParams []string // weight names ReleaseCrossAttention freed, in binding order
 }
@@ -358,6 +361,7 @@ func (r *run) generate() error {
 	}
 	r.end(PhaseDecoder, 0, 0)
 
+	r.rep.Largest = Mem{Weights: m.Largest(meter.Weight), Activations: m.Largest(meter.Activation), Caches: m.Largest(meter.Cache)}
 	r.rep.WeightBytes = (r.rep.TextParams + r.rep.UNetParams + r.rep.DecoderParams) * int64(r.spec.WeightDType.Size())
 	if r.spec.Resident {
 		r.releaseText()

@@ -69,6 +69,7 @@ type Backend struct {
 	macs  map[Op]int64
 	live  [numKinds]int64
 	peak  [numKinds]int64 // per-kind peaks (each reached at its own moment)
+	large [numKinds]int64 // largest single storage per kind since New
 	total int64           // live bytes of all kinds
 	peakT int64           // peak of total
 	// used holds the weight storage read by an op since New or
@@ -133,6 +134,12 @@ func (m *Backend) Live(k Kind) int64 { return m.live[k] }
 // PeakOf returns the largest live bytes one kind reached.
 func (m *Backend) PeakOf(k Kind) int64 { return m.peak[k] }
 
+// Largest returns the bytes of the largest single storage of kind k made
+// since New (a tensor and its views are one storage). A device must be
+// able to allocate and bind a buffer that large: WebGPU's default
+// maxStorageBufferBindingSize is 128 MiB.
+func (m *Backend) Largest(k Kind) int64 { return m.large[k] }
+
 // ResetPeak sets every peak to the current live bytes.
 func (m *Backend) ResetPeak() {
 	m.peak = m.live
@@ -152,12 +159,14 @@ func (m *Backend) Retag(t backend.Tensor, k Kind) {
 	if m.live[k] > m.peak[k] {
 		m.peak[k] = m.live[k]
 	}
+	m.large[k] = max(m.large[k], b.bytes)
 }
 
 func (m *Backend) alloc(shape tensor.Shape, dt tensor.DType, k Kind) *Tensor {
 	n := int64(shape.Numel())
 	b := &buffer{bytes: n * int64(dt.Size()), elems: n, kind: k, handles: 1}
 	m.live[k] += b.bytes
+	m.large[k] = max(m.large[k], b.bytes)
 	m.total += b.bytes
 	if m.live[k] > m.peak[k] {
 		m.peak[k] = m.live[k]

@@ -132,6 +132,10 @@ func TestMemoryLifetimes(t *testing.T) {
 	if m.Memory().Peak != 200 || m.PeakOf(Activation) != 0 {
 		t.Errorf("after ResetPeak: peak %d, activation peak %d; want 200, 0", m.Memory().Peak, m.PeakOf(Activation))
 	}
+	if m.Largest(Weight) != 200 || m.Largest(Activation) != 64 || m.Largest(Cache) != 64 {
+		t.Errorf("largest storage: weights %d, activations %d, caches %d; want 200, 64, 64",
+			m.Largest(Weight), m.Largest(Activation), m.Largest(Cache))
+	}
 	m.Free(w)
 	if m.Memory().Live != 0 {
 		t.Errorf("everything freed but %d bytes live", m.Memory().Live)

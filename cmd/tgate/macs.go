@@ -332,6 +332,11 @@ func writeMacsReport(w io.Writer, mod *macs.Model, base, baseStaged, gated, gate
 				fmtMiB(gated.Phase(macs.PhaseSemantics).Peak.Activations), fmtMiB(gated.Phase(macs.PhaseFidelity).Peak.Activations))
 		}
 	}
+	ew.printf("Largest single tensor, MiB: weight %s, activation %s", fmtMiB(base.Largest.Weights), fmtMiB(base.Largest.Activations))
+	if gated != nil {
+		ew.printf(", attention cache entry %s", fmtMiB(gated.Largest.Caches))
+	}
+	ew.printf(" (WebGPU's default maxStorageBufferBindingSize is 128 MiB, maxBufferSize 256 MiB)\n")
 	ew.printf("\ncalflops convention (UNet only, docs/macs.md): MACs %s, parameters %s", fmtMACs(base.CalflopsMACs()), fmtParams(base.UNetParams))
 	if gated != nil {
 		ew.printf("; with T-GATE %s: MACs %s, parameters used after the gate %s", gated.Spec.Gate.Mode, fmtMACs(gated.CalflopsMACs()), fmtParams(gated.Phase(macs.PhaseFidelity).Params))
