@@ -41,24 +41,28 @@ func sdxlTimeIDs(h, w int) []float64 {
 // past it, the scheduler stepping device tensors. The semantics-planning
 // phase (begun by the caller) ends at the first evaluation whose CurStep
 // reaches the gate step, and the fidelity-improving phase begins there;
-// the caller ends it. It returns the final latents (the LCM's last
-// denoised sample) and the stepper, whose history the pipeline releases
-// after decoding.
-func (r *run) denoise(emb *embeddings) (backend.Tensor, sched.Stepper[backend.Tensor], error) {
+// the caller ends it. It returns what the decoder decodes: the final
+// latents, or the LCM's last denoised sample.
+//
+// Like pipeline.Generate, which releases them with deferred calls, the
+// loop's leftovers — the latents, the last denoised sample, the
+// guidance embedding and the scheduler's history — stay live through the
+// decoder until r.afterDecode runs.
+func (r *run) denoise(emb *embeddings) (backend.Tensor, error) {
 	m, spec, rep := r.m, r.spec, r.rep
 	stepper, err := sched.NewStepper[backend.Tensor](rep.Scheduler, r.model.Scheduler, sched.Options{}, &sched.BackendOps{B: m, Noise: zeroNoise{}})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := stepper.SetTimesteps(spec.Steps); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	timesteps := stepper.Timesteps()
 	rep.Evals = len(timesteps)
 	loop := gate.Loop{Timesteps: len(timesteps), Steps: spec.Steps, Order: stepper.Order(), CFG: rep.CFG}
 	g, err := gate.New(m, spec.Gate, loop)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	hook := cacheTagger{g: g, m: m}
 
@@ -113,10 +117,10 @@ func (r *run) denoise(emb *embeddings) (backend.Tensor, sched.Stepper[backend.Te
 		out, err := r.un.Forward(m, scaled, []float64{t}, ehs, o)
 		m.Free(scaled)
 		if err != nil {
-			return nil, nil, fmt.Errorf("evaluation %d: %w", i, err)
+			return nil, fmt.Errorf("evaluation %d: %w", i, err)
 		}
 		if err := g.Err(); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		eps := out
 		if plan.CFG {
@@ -126,7 +130,7 @@ func (r *run) denoise(emb *embeddings) (backend.Tensor, sched.Stepper[backend.Te
 		step, err := stepper.Step(eps, x, i)
 		m.Free(eps)
 		if err != nil {
-			return nil, nil, fmt.Errorf("evaluation %d: %w", i, err)
+			return nil, fmt.Errorf("evaluation %d: %w", i, err)
 		}
 		m.Free(x)
 		x = step.Prev
@@ -156,19 +160,17 @@ func (r *run) denoise(emb *embeddings) (backend.Tensor, sched.Stepper[backend.Te
 	g.Release()
 	emb.releaseText(m)
 	emb.releasePooled(m)
-	nn.Free(m, opts.TimestepCond)
-
-	final := x
+	r.afterDecode = func() {
+		stepper.Release()
+		nn.Free(m, x, denoised, opts.TimestepCond)
+	}
 	if r.model.Class == ClassLCM {
 		if denoised == nil {
-			return nil, nil, fmt.Errorf("macs: the %s scheduler forms no denoised sample for the LCM pipeline", rep.Scheduler)
+			return nil, fmt.Errorf("macs: the %s scheduler forms no denoised sample for the LCM pipeline", rep.Scheduler)
 		}
-		final = denoised
-		m.Free(x)
-	} else {
-		nn.Free(m, denoised)
+		return denoised, nil
 	}
-	return final, stepper, nil
+	return x, nil
 }
 
 // releaseCross frees the cross-attention weights and the text embeddings

@@ -215,6 +215,9 @@ type run struct {
 
 	semEvals, semRows int // the semantics-planning phase so far
 	fidEvals, fidRows int // the fidelity-improving phase so far
+	// afterDecode frees what the denoising loop leaves live until the
+	// end of the generation.
+	afterDecode func()
 }
 
 // begin starts a phase: MAC counters, read weights and peaks start afresh.
@@ -335,7 +338,7 @@ func (r *run) generate() error {
 			return err
 		}
 	}
-	latents, stepper, err := r.denoise(emb)
+	latents, err := r.denoise(emb)
 	if err != nil {
 		return err
 	}
@@ -354,8 +357,7 @@ func (r *run) generate() error {
 	if err := r.decode(latents); err != nil {
 		return err
 	}
-	stepper.Release()
-	m.Free(latents)
+	r.afterDecode()
 	if !r.spec.Resident {
 		r.dec.Release(m)
 	}
