@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/tgate-web/tgate/backend"
@@ -16,41 +15,12 @@ import (
 // weighted sum of value rows.
 func (b *Backend) Attention(qt, kt, vt, biasT backend.Tensor, opt backend.AttentionOpts) backend.Tensor {
 	q, k, v, bs := get("Attention", qt), get("Attention", kt), get("Attention", vt), getOpt("Attention", biasT)
-	H := opt.Heads
-	fail := func(why string) {
-		s := fmt.Sprintf("cpu: Attention: %s: q %v, k %v, v %v, heads %d", why, q.shape, k.shape, v.shape, H)
-		if bs != nil {
-			s += fmt.Sprintf(", bias %v", bs.shape)
-		}
-		panic(s)
+	g, err := backend.AttentionShape(q.shape, k.shape, v.shape, shapeOf(bs), opt.Heads)
+	if err != nil {
+		panic("cpu: " + err.Error())
 	}
-	if q.shape.Rank() != 3 || k.shape.Rank() != 3 || v.shape.Rank() != 3 {
-		fail("q, k and v must be 3-D")
-	}
-	if H <= 0 {
-		fail("heads must be positive")
-	}
-	B, Nq, Nk := q.shape[0], q.shape[1], k.shape[1]
-	if k.shape[0] != B || v.shape[0] != B || v.shape[1] != Nk {
-		fail("batch or key counts differ")
-	}
-	if q.shape[2]%H != 0 || k.shape[2] != q.shape[2] || v.shape[2]%H != 0 {
-		fail("channels do not split into heads")
-	}
-	D, Dv := q.shape[2]/H, v.shape[2]/H
-	var bb, bh int // bias strides for batch and head (0 when broadcast)
-	if bs != nil {
-		s := bs.shape
-		if s.Rank() != 4 || s[2] != Nq || s[3] != Nk || (s[0] != 1 && s[0] != B) || (s[1] != 1 && s[1] != H) {
-			fail(fmt.Sprintf("bias must be [1|%d, 1|%d, %d, %d]", B, H, Nq, Nk))
-		}
-		if s[1] != 1 {
-			bh = Nq * Nk
-		}
-		if s[0] != 1 {
-			bb = s[1] * Nq * Nk
-		}
-	}
+	B, Nq, Nk, H, D, Dv := g.B, g.Nq, g.Nk, g.Heads, g.D, g.Dv
+	bb, bh := g.BiasBatchStride, g.BiasHeadStride
 	scale := float64(opt.Scale)
 	if opt.Scale == 0 {
 		scale = 1 / math.Sqrt(float64(D))

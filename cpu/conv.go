@@ -1,10 +1,7 @@
 package cpu
 
 import (
-	"fmt"
-
 	"github.com/tgate-web/tgate/backend"
-	"github.com/tgate-web/tgate/tensor"
 )
 
 // convBlock is the number of output positions one convolution task
@@ -19,36 +16,13 @@ const convBlock = 64
 // by the float64-accumulating matmul kernel.
 func (b *Backend) Conv2D(xt, wt, biasT backend.Tensor, opt backend.Conv2DOpts) backend.Tensor {
 	x, w, bs := get("Conv2D", xt), get("Conv2D", wt), getOpt("Conv2D", biasT)
-	stride, pad := opt.Stride, opt.Padding
-	if stride == 0 {
-		stride = 1
+	g, err := backend.Conv2DShape(x.shape, w.shape, shapeOf(bs), opt)
+	if err != nil {
+		panic("cpu: " + err.Error())
 	}
-	fail := func(why string) {
-		s := fmt.Sprintf("cpu: Conv2D: %s: x %v, w %v (stride %d, padding %d)", why, x.shape, w.shape, stride, pad)
-		if bs != nil {
-			s += fmt.Sprintf(", bias %v", bs.shape)
-		}
-		panic(s)
-	}
-	if x.shape.Rank() != 4 || w.shape.Rank() != 4 {
-		fail("x and w must be 4-D")
-	}
-	if stride < 0 || pad < 0 {
-		fail("negative stride or padding")
-	}
-	B, Cin, H, W := x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-	Cout, kh, kw := w.shape[0], w.shape[2], w.shape[3]
-	if w.shape[1] != Cin {
-		fail("input channels differ")
-	}
-	if bs != nil && bs.shape.Numel() != Cout {
-		fail("bias size is not Cout")
-	}
-	Hout, Wout := (H+2*pad-kh)/stride+1, (W+2*pad-kw)/stride+1
-	if H+2*pad < kh || W+2*pad < kw || kh < 1 || kw < 1 {
-		fail("kernel larger than the padded input")
-	}
-	out := b.alloc(tensor.Shape{B, Cout, Hout, Wout})
+	B, Cin, H, W, Cout, kh, kw := g.B, g.Cin, g.H, g.W, g.Cout, g.KH, g.KW
+	stride, pad, Hout, Wout := g.Stride, g.Padding, g.OutH, g.OutW
+	out := b.alloc(g.Out())
 	P, K := Hout*Wout, Cin*kh*kw
 	if B == 0 || Cout == 0 || P == 0 {
 		return out

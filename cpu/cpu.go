@@ -181,30 +181,20 @@ func (b *Backend) Free(t backend.Tensor) {
 // and is inferred from the element count.
 func (b *Backend) Reshape(t backend.Tensor, shape ...int) backend.Tensor {
 	c := get("Reshape", t)
-	s := tensor.Shape(shape).Clone()
-	infer := -1
-	known := 1
-	for i, d := range s {
-		switch {
-		case d == -1 && infer < 0:
-			infer = i
-		case d < 0:
-			panic(fmt.Sprintf("cpu: Reshape %v to %v: bad dimension %d", c.shape, s, d))
-		default:
-			known *= d
-		}
-	}
-	n := c.shape.Numel()
-	if infer >= 0 {
-		if known == 0 || n%known != 0 {
-			panic(fmt.Sprintf("cpu: Reshape %v to %v: cannot infer the -1 dimension", c.shape, s))
-		}
-		s[infer] = n / known
-	} else if known != n {
-		panic(fmt.Sprintf("cpu: Reshape %v to %v: element counts differ", c.shape, s))
+	s, err := backend.ReshapeShape(c.shape, shape)
+	if err != nil {
+		panic("cpu: " + err.Error())
 	}
 	b.mu.Lock()
 	c.st.handles++
 	b.mu.Unlock()
 	return &Tensor{shape: s, dtype: c.dtype, st: c.st}
+}
+
+// shapeOf returns t's shape, or nil for a nil tensor (an absent bias).
+func shapeOf(t *Tensor) tensor.Shape {
+	if t == nil {
+		return nil
+	}
+	return t.shape
 }

@@ -101,21 +101,12 @@ func binaryFunc(op backend.BinaryOp) func(x, y float64) float64 {
 func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Tensor {
 	name := "Binary " + op.String()
 	x, y := get(name, at), get(name, bt)
-	r := max(x.shape.Rank(), y.shape.Rank())
-	xs, ys := padShape(x.shape, r), padShape(y.shape, r)
-	os := make(tensor.Shape, r)
-	for i := range os {
-		switch {
-		case xs[i] == ys[i]:
-			os[i] = xs[i]
-		case xs[i] == 1:
-			os[i] = ys[i]
-		case ys[i] == 1:
-			os[i] = xs[i]
-		default:
-			panic(fmt.Sprintf("cpu: %s: shapes %v and %v do not broadcast", name, x.shape, y.shape))
-		}
+	os, err := backend.BroadcastShape(x.shape, y.shape)
+	if err != nil {
+		panic(fmt.Sprintf("cpu: %s: %v", name, err))
 	}
+	r := len(os)
+	xs, ys := padShape(x.shape, r), padShape(y.shape, r)
 	out := b.alloc(os)
 	f := binaryFunc(op)
 	xd, yd, od := x.data(), y.data(), out.data()

@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"fmt"
-
 	"github.com/tgate-web/tgate/backend"
 )
 
@@ -12,43 +10,13 @@ import (
 // K-contiguous rows; the dot products accumulate in float64.
 func (b *Backend) MatMul(x, y, bias backend.Tensor, opt backend.MatMulOpts) backend.Tensor {
 	a, w, bs := get("MatMul", x), get("MatMul", y), getOpt("MatMul", bias)
-	fail := func(why string) {
-		s := fmt.Sprintf("cpu: MatMul: %s: a %v, b %v (TransA %v, TransB %v)", why, a.shape, w.shape, opt.TransA, opt.TransB)
-		if bs != nil {
-			s += fmt.Sprintf(", bias %v", bs.shape)
-		}
-		panic(s)
+	g, err := backend.MatMulShape(a.shape, w.shape, shapeOf(bs), opt)
+	if err != nil {
+		panic("cpu: " + err.Error())
 	}
-	ra, rb := a.shape.Rank(), w.shape.Rank()
-	if ra < 2 || rb < 2 {
-		fail("operands need at least 2 dimensions")
-	}
-	M, K := a.shape[ra-2], a.shape[ra-1]
-	if opt.TransA {
-		M, K = K, M
-	}
-	Kb, N := w.shape[rb-2], w.shape[rb-1]
-	if opt.TransB {
-		Kb, N = N, Kb
-	}
-	if K != Kb {
-		fail("inner dimensions differ")
-	}
-	aBatch, bBatch := a.shape[:ra-2], w.shape[:rb-2]
-	if len(bBatch) > len(aBatch) {
-		fail("b has more batch dimensions than a")
-	}
+	aBatch, bBatch, M, N, K := g.Batch, g.BBatch, g.M, g.N, g.K
 	off := len(aBatch) - len(bBatch)
-	for i, d := range bBatch {
-		if d != aBatch[off+i] && d != 1 {
-			fail("batch dimensions do not broadcast")
-		}
-	}
-	if bs != nil && bs.shape.Numel() != N {
-		fail("bias size is not N")
-	}
-	outShape := append(aBatch.Clone(), M, N)
-	out := b.alloc(outShape)
+	out := b.alloc(g.Out)
 	nBatch := aBatch.Numel()
 	if nBatch == 0 || M == 0 || N == 0 {
 		return out

@@ -271,27 +271,9 @@ func (b *Backend) Free(t backend.Tensor) {
 // Reshape returns a view of t sharing its buffer. One dimension may be -1.
 func (b *Backend) Reshape(t backend.Tensor, shape ...int) backend.Tensor {
 	c := get("Reshape", t)
-	s := tensor.Shape(shape).Clone()
-	infer, known := -1, 1
-	for i, d := range s {
-		switch {
-		case d == -1 && infer < 0:
-			infer = i
-		case d < 0:
-			panic(fmt.Sprintf("webgpu: Reshape %v to %v: bad dimension %d", c.shape, s, d))
-		default:
-			known *= d
-		}
-	}
-	n := c.shape.Numel()
-	if infer >= 0 {
-		if known == 0 || n%known != 0 {
-			panic(fmt.Sprintf("webgpu: Reshape %v to %v: cannot infer the -1 dimension", c.shape, s))
-		}
-		s[infer] = n / known
-	}
-	if s.Numel() != n {
-		panic(fmt.Sprintf("webgpu: Reshape %v to %v: element counts differ", c.shape, s))
+	s, err := backend.ReshapeShape(c.shape, shape)
+	if err != nil {
+		panic("webgpu: " + err.Error())
 	}
 	c.st.refs++
 	return &Tensor{shape: s, dtype: c.dtype, st: c.st}
@@ -308,4 +290,12 @@ func dtCode(dt tensor.DType) float64 {
 		return 2
 	}
 	panic(fmt.Sprintf("webgpu: dtype %v cannot be read by the kernels", dt))
+}
+
+// shapeOf returns t's shape, or nil for a nil tensor (an absent bias).
+func shapeOf(t *Tensor) tensor.Shape {
+	if t == nil {
+		return nil
+	}
+	return t.shape
 }

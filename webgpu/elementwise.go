@@ -123,21 +123,12 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 		panic(fmt.Sprintf("webgpu: Binary: unknown op %d", int(op)))
 	}
 	x, y := get(name, at), get(name, bt)
-	r := max(x.shape.Rank(), y.shape.Rank())
-	xs, ys := padShape(x.shape, r), padShape(y.shape, r)
-	os := make(tensor.Shape, r)
-	for i := range os {
-		switch {
-		case xs[i] == ys[i]:
-			os[i] = xs[i]
-		case xs[i] == 1:
-			os[i] = ys[i]
-		case ys[i] == 1:
-			os[i] = xs[i]
-		default:
-			panic(fmt.Sprintf("webgpu: %s: shapes %v and %v do not broadcast", name, x.shape, y.shape))
-		}
+	os, err := backend.BroadcastShape(x.shape, y.shape)
+	if err != nil {
+		panic(fmt.Sprintf("webgpu: %s: %v", name, err))
 	}
+	r := len(os)
+	xs, ys := padShape(x.shape, r), padShape(y.shape, r)
 	out := b.alloc(os, tensor.F32, false)
 	consts := map[string]float64{"DT_A": dtCode(x.dtype), "DT_B": dtCode(y.dtype)}
 	if x.shape.Equal(os) && y.shape.Equal(os) {
