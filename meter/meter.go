@@ -202,10 +202,14 @@ func (m *Backend) arg(x backend.Tensor) *Tensor {
 }
 
 // opt is arg for an optional operand (nil is allowed).
-func (m *Backend) opt(x backend.Tensor) {
-	if x != nil {
-		m.arg(x)
+func (m *Backend) opt(x backend.Tensor) { m.optShape(x) }
+
+// optShape is opt returning the operand's shape, nil for none.
+func (m *Backend) optShape(x backend.Tensor) tensor.Shape {
+	if x == nil {
+		return nil
 	}
+	return m.arg(x).shape
 }
 
 // Declare makes a weight of the given dtype and shape (nn.Declarer).

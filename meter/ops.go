@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/tgate-web/tgate/backend"
-	"github.com/tgate-web/tgate/tensor"
 )
 
 func (m *Backend) count(op Op, n int64) { m.macs[op] += n }
@@ -19,20 +18,9 @@ func axis(a, rank int) int {
 // Reshape returns a view sharing t's bytes.
 func (m *Backend) Reshape(x backend.Tensor, shape ...int) backend.Tensor {
 	t := m.t(x)
-	s := tensor.Shape(shape).Clone()
-	infer, known := -1, 1
-	for i, d := range s {
-		if d == -1 {
-			infer = i
-		} else {
-			known *= d
-		}
-	}
-	if infer >= 0 && known > 0 {
-		s[infer] = t.shape.Numel() / known
-	}
-	if s.Numel() != t.shape.Numel() {
-		panic(fmt.Sprintf("meter: Reshape %v to %v", t.shape, tensor.Shape(shape)))
+	s, err := backend.ReshapeShape(t.shape, shape)
+	if err != nil {
+		panic("meter: " + err.Error())
 	}
 	t.base.handles++
 	return &Tensor{shape: s, dtype: t.dtype, base: t.base}
@@ -50,53 +38,33 @@ func (m *Backend) Permute(x backend.Tensor, perm ...int) backend.Tensor {
 
 // MatMul counts batch·M·N·K MACs.
 func (m *Backend) MatMul(a, b, bias backend.Tensor, opt backend.MatMulOpts) backend.Tensor {
-	as, bs := m.arg(a).shape, m.arg(b).shape
-	m.opt(bias)
-	M, K := as.Dim(-2), as.Dim(-1)
-	if opt.TransA {
-		M, K = K, M
+	g, err := backend.MatMulShape(m.arg(a).shape, m.arg(b).shape, m.optShape(bias), opt)
+	if err != nil {
+		panic("meter: " + err.Error())
 	}
-	N, KB := bs.Dim(-1), bs.Dim(-2)
-	if opt.TransB {
-		N, KB = KB, N
-	}
-	if K != KB {
-		panic(fmt.Sprintf("meter: MatMul %v × %v (transA %v, transB %v)", as, bs, opt.TransA, opt.TransB))
-	}
-	batch := as[:len(as)-2]
-	if len(bs) > len(as) {
-		batch = bs[:len(bs)-2]
-	}
-	out := append(tensor.Shape{}, batch...)
-	out = append(out, M, N)
-	m.count(OpMatMul, int64(batch.Numel())*int64(M)*int64(N)*int64(K))
-	return m.act(out...)
+	m.count(OpMatMul, int64(g.Batch.Numel())*int64(g.M)*int64(g.N)*int64(g.K))
+	return m.act(g.Out...)
 }
 
 // Conv2D counts out elements × Cin·kh·kw MACs.
 func (m *Backend) Conv2D(x, w, bias backend.Tensor, opt backend.Conv2DOpts) backend.Tensor {
-	xs, ws := m.arg(x).shape, m.arg(w).shape
-	m.opt(bias)
-	if len(xs) != 4 || len(ws) != 4 || xs[1] != ws[1] {
-		panic(fmt.Sprintf("meter: Conv2D %v with filter %v", xs, ws))
+	g, err := backend.Conv2DShape(m.arg(x).shape, m.arg(w).shape, m.optShape(bias), opt)
+	if err != nil {
+		panic("meter: " + err.Error())
 	}
-	s := opt.Stride
-	if s == 0 {
-		s = 1
-	}
-	oh := (xs[2]+2*opt.Padding-ws[2])/s + 1
-	ow := (xs[3]+2*opt.Padding-ws[3])/s + 1
-	m.count(OpConv, int64(xs[0])*int64(ws[0])*int64(oh)*int64(ow)*int64(ws[1])*int64(ws[2])*int64(ws[3]))
-	return m.act(xs[0], ws[0], oh, ow)
+	out := g.Out()
+	m.count(OpConv, int64(out.Numel())*int64(g.Cin)*int64(g.KH)*int64(g.KW))
+	return m.act(out...)
 }
 
 // Attention counts the two products q·kᵀ and p·v.
 func (m *Backend) Attention(q, k, v, bias backend.Tensor, opt backend.AttentionOpts) backend.Tensor {
-	qs, ks, vs := m.arg(q).shape, m.arg(k).shape, m.arg(v).shape
-	m.opt(bias)
-	B, Nq, Nk := qs[0], qs[1], ks[1]
-	m.count(OpAttention, int64(B)*int64(Nq)*int64(Nk)*int64(qs[2]+vs[2]))
-	return m.act(B, Nq, vs[2])
+	g, err := backend.AttentionShape(m.arg(q).shape, m.arg(k).shape, m.arg(v).shape, m.optShape(bias), opt.Heads)
+	if err != nil {
+		panic("meter: " + err.Error())
+	}
+	m.count(OpAttention, int64(g.B)*int64(g.Heads)*int64(g.Nq)*int64(g.Nk)*int64(g.D+g.Dv))
+	return m.act(g.Out()...)
 }
 
 func (m *Backend) same(x backend.Tensor) backend.Tensor { return m.act(m.arg(x).shape...) }
@@ -135,27 +103,11 @@ func (m *Backend) Clamp(x backend.Tensor, lo, hi float32) backend.Tensor { retur
 
 // Binary records an output of the broadcast shape.
 func (m *Backend) Binary(op backend.BinaryOp, a, b backend.Tensor) backend.Tensor {
-	as, bs := m.arg(a).shape, m.arg(b).shape
-	n := max(len(as), len(bs))
-	out := make([]int, n)
-	for i := 1; i <= n; i++ {
-		da, db := 1, 1
-		if i <= len(as) {
-			da = as[len(as)-i]
-		}
-		if i <= len(bs) {
-			db = bs[len(bs)-i]
-		}
-		switch {
-		case da == db, db == 1:
-			out[n-i] = da
-		case da == 1:
-			out[n-i] = db
-		default:
-			panic(fmt.Sprintf("meter: Binary %v with %v", as, bs))
-		}
+	s, err := backend.BroadcastShape(m.arg(a).shape, m.arg(b).shape)
+	if err != nil {
+		panic(fmt.Sprintf("meter: Binary %v: %v", op, err))
 	}
-	return m.act(out...)
+	return m.act(s...)
 }
 
 // Concat records the joined shape.
