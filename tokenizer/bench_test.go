@@ -2,10 +2,12 @@ package tokenizer
 
 import (
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
 )
 
 func BenchmarkLoadCLIP(b *testing.B) {
-	dir := sharedPath(b, "golden", "sd15_tiny_pipeline", "tokenizer")
+	dir := golden.Dir(b, "golden", "sd15_tiny_pipeline", "tokenizer")
 	for b.Loop() {
 		if _, err := LoadCLIP(dir); err != nil {
 			b.Fatal(err)
@@ -14,7 +16,7 @@ func BenchmarkLoadCLIP(b *testing.B) {
 }
 
 func BenchmarkLoadOpenAIBPE(b *testing.B) {
-	gz := readFile(b, sharedPath(b, "assets", "clip", OpenAIBPEFile))
+	gz := readFile(b, golden.Dir(b, "assets", "clip", OpenAIBPEFile))
 	for b.Loop() {
 		if _, err := NewCLIP(CLIPFiles{OpenAIBPE: gz}); err != nil {
 			b.Fatal(err)

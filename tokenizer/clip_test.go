@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
 )
 
 type goldenCase struct {
@@ -18,7 +20,7 @@ func loadGoldenCases(t *testing.T) []goldenCase {
 	var g struct {
 		Cases []goldenCase `json:"cases"`
 	}
-	if err := json.Unmarshal(readFile(t, sharedPath(t, "assets", "goldens", "clip_tokenizer_goldens.json")), &g); err != nil {
+	if err := json.Unmarshal(readFile(t, golden.Dir(t, "assets", "goldens", "clip_tokenizer_goldens.json")), &g); err != nil {
 		t.Fatal(err)
 	}
 	if len(g.Cases) < 15 {
@@ -133,7 +135,7 @@ func TestSpecTable(t *testing.T) {
 // Face vocab.json and merges.txt.
 func TestOpenAIBPEMatchesVocabJSON(t *testing.T) {
 	hf := loadDir(t, "assets", "clip")
-	oa, err := NewCLIP(CLIPFiles{OpenAIBPE: readFile(t, sharedPath(t, "assets", "clip", OpenAIBPEFile))})
+	oa, err := NewCLIP(CLIPFiles{OpenAIBPE: readFile(t, golden.Dir(t, "assets", "clip", OpenAIBPEFile))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +185,7 @@ func TestModuleGoldenIDs(t *testing.T) {
 		t.Fatalf("pads %d and %d, want 49407 and 0", sd15.Pad(), sd2.Pad())
 	}
 	for _, folder := range [][]string{{"golden", "sd15_tiny_pipeline", "text_encoder"}, {"golden", "clip_text_tiny_gelu"}} {
-		path := sharedPath(t, append(folder, "io.safetensors")...)
+		path := golden.Dir(t, append(folder, "io.safetensors")...)
 		for _, c := range []struct {
 			name string
 			tok  *CLIP
@@ -198,10 +200,10 @@ func TestModuleGoldenIDs(t *testing.T) {
 	if tok1.Pad() != 49407 || tok2.Pad() != 0 {
 		t.Fatalf("SDXL pads %d and %d, want 49407 and 0", tok1.Pad(), tok2.Pad())
 	}
-	te2 := sharedPath(t, "golden", "sdxl_tiny_pipeline", "text_encoder_2", "io.safetensors")
+	te2 := golden.Dir(t, "golden", "sdxl_tiny_pipeline", "text_encoder_2", "io.safetensors")
 	checkPaddedIDs(t, te2, "pad0.in.input_ids", tok2, sdxlPrompts)
 	checkPaddedIDs(t, te2, "pad49407.in.input_ids", tok1, sdxlPrompts)
-	checkPaddedIDs(t, sharedPath(t, "golden", "sdxl_tiny_pipeline", "text_encoder", "io.safetensors"), "pad49407.in.input_ids", tok1, sdxlPrompts)
+	checkPaddedIDs(t, golden.Dir(t, "golden", "sdxl_tiny_pipeline", "text_encoder", "io.safetensors"), "pad49407.in.input_ids", tok1, sdxlPrompts)
 }
 
 func checkPaddedIDs(t *testing.T, path, name string, tok *CLIP, prompts []string) {
@@ -232,13 +234,13 @@ func TestRunGoldenIDs(t *testing.T) {
 				Prompt string `json:"prompt"`
 			} `json:"call"`
 		}
-		if err := json.Unmarshal(readFile(t, sharedPath(t, "golden", "runs", run+".json")), &meta); err != nil {
+		if err := json.Unmarshal(readFile(t, golden.Dir(t, "golden", "runs", run+".json")), &meta); err != nil {
 			t.Fatal(err)
 		}
 		if meta.Call.Prompt == "" {
 			t.Fatalf("%s.json: no call.prompt", run)
 		}
-		path := sharedPath(t, "golden", "runs", run+".safetensors")
+		path := golden.Dir(t, "golden", "runs", run+".safetensors")
 		checkPaddedIDs(t, path, "text.prompt_input_ids", tok1, []string{meta.Call.Prompt})
 		checkPaddedIDs(t, path, "text.prompt_input_ids_2", tok2, []string{meta.Call.Prompt})
 	}

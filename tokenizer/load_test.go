@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
 )
 
 // The pad id of every real config folder, as diffusers' pipelines get it.
@@ -37,8 +39,8 @@ func TestPadResolution(t *testing.T) {
 func newWithConfigs(t *testing.T, config, specialMap string) (*CLIP, error) {
 	t.Helper()
 	f := CLIPFiles{
-		Vocab:  readFile(t, sharedPath(t, "assets", "clip", VocabFile)),
-		Merges: readFile(t, sharedPath(t, "assets", "clip", MergesFile)),
+		Vocab:  readFile(t, golden.Dir(t, "assets", "clip", VocabFile)),
+		Merges: readFile(t, golden.Dir(t, "assets", "clip", MergesFile)),
 		Name:   "test",
 	}
 	if config != "" {
