@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
 )
 
 func goldenConfig(t *testing.T, folder string) *Config {
 	t.Helper()
-	c, err := LoadConfig(filepath.Join(sharedDir(t), "golden", folder, "scheduler", "scheduler_config.json"))
+	c, err := LoadConfig(golden.Dir(t, "golden", folder, "scheduler", "scheduler_config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +73,7 @@ func TestUseDefaultValuesDropped(t *testing.T) {
 			Config json.RawMessage `json:"config"`
 		} `json:"scheduler"`
 	}
-	readJSON(t, filepath.Join(sharedDir(t), "golden", "runs", "ddim_baseline.json"), &run)
+	readJSON(t, golden.Dir(t, "golden", "runs", "ddim_baseline.json"), &run)
 	cfg, err := ParseConfig(run.Scheduler.Config)
 	if err != nil {
 		t.Fatal(err)

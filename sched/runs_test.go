@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tgate-web/tgate/internal/golden"
 	"github.com/tgate-web/tgate/rng"
+	"github.com/tgate-web/tgate/tensor"
 )
 
 // The pipeline goldens in golden/runs: each run records how its scheduler
@@ -42,7 +44,7 @@ type runJSON struct {
 func runScheduler(t *testing.T, run *runJSON, noise NoiseSource) Stepper[[]float32] {
 	t.Helper()
 	// "shared/<folder>" in the run files; the folders live in golden/.
-	folder := filepath.Join(sharedDir(t), "golden", filepath.Base(run.PipelineFolder))
+	folder := golden.Dir(t, "golden", filepath.Base(run.PipelineFolder))
 	cfg, err := LoadConfig(filepath.Join(folder, "scheduler", "scheduler_config.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +168,7 @@ func noiseSeed(t *testing.T, run *runJSON) uint64 {
 
 func loadRuns(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(sharedDir(t), "golden", "runs", "*.json"))
+	files, err := filepath.Glob(filepath.Join(golden.Dir(t, "golden", "runs"), "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden runs (%v)", err)
 	}
@@ -178,7 +180,7 @@ func TestGoldenRuns(t *testing.T) {
 		var run runJSON
 		readJSON(t, path, &run)
 		t.Run(run.Name, func(t *testing.T) {
-			st := openST(t, strings.TrimSuffix(path, ".json")+".safetensors")
+			st := openRun(t, strings.TrimSuffix(path, ".json")+".safetensors")
 			// A scheduler that draws noise (EulerAncestral, LCM) gets a CPU
 			// generator seeded as the run's noise_generators entry says;
 			// every draw is recorded and compared with noise.NN.
@@ -207,10 +209,11 @@ func TestGoldenRuns(t *testing.T) {
 				t.Errorf("%d evaluations, run made %d", len(s.Timesteps()), run.UnetEvaluations)
 			}
 
-			init := st.f32(t, "init.latents")
-			x := st.f32(t, "step.00.sample_in")
+			init := st.get(t, "init.latents").Data
+			x0 := st.get(t, "step.00.sample_in")
+			x := x0.Data
 			scaled := (&HostOps{}).LinComb([]float32{s.InitNoiseSigma()}, init)
-			if d := maxDiff(scaled, x); d != 0 {
+			if d, _ := golden.Diff(shaped(t, scaled, x0), x0); d != 0 {
 				t.Errorf("init.latents·init_noise_sigma differs from step.00.sample_in by %g", d)
 			}
 			worst := 0.0
@@ -220,38 +223,41 @@ func TestGoldenRuns(t *testing.T) {
 					t.Errorf("%s.t = %v, scheduler has %v", key, tt, s.Timesteps()[i])
 				}
 				if st.has(key + ".unet_sample") {
-					us := st.f32(t, key+".unet_sample")
+					us := st.get(t, key+".unet_sample")
 					in := s.ScaleModelInput(x, i)
 					// the UNet batch is [x, x] with CFG, [x] without
-					if d := maxDiff(in, us[:len(in)]); d > 1e-6*maxAbs(us) {
+					first := tensor.FromData(us.Data[:len(in)], len(in))
+					if d, _ := golden.Diff(tensor.FromData(in, len(in)), first); d > 1e-6*golden.MaxAbs(us) {
 						t.Errorf("%s: scale_model_input differs from unet_sample by %g", key, d)
 					}
 				}
-				out := st.f32(t, key+".model_output")
+				out := st.get(t, key+".model_output").Data
 				r, err := s.Step(out, x, i)
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := st.f32(t, key+".latents")
-				rel := maxDiff(r.Prev, want) / maxAbs(want)
+				want := st.get(t, key+".latents")
+				_, rel := golden.Diff(shaped(t, r.Prev, want), want)
 				worst = math.Max(worst, rel)
 				if rel > 1e-5 {
-					t.Errorf("%s: latents differ by %.3g of max |latents| (%.4g)", key, rel, maxAbs(want))
+					t.Errorf("%s: latents differ by %.3g of max |latents| (%.4g)", key, rel, golden.MaxAbs(want))
 				}
 				if st.has(key + ".denoised") {
-					wd := st.f32(t, key+".denoised")
-					if d := maxDiff(r.Denoised, wd) / maxAbs(wd); d > 1e-5 {
+					wd := st.get(t, key+".denoised")
+					if _, d := golden.Diff(shaped(t, r.Denoised, wd), wd); d > 1e-5 {
 						t.Errorf("%s: denoised differs by %.3g of max", key, d)
 					}
 				}
 				// Continue from the recorded latents so that each step is
 				// checked on exactly the input the reference saw.
-				x = want
+				x = want.Data
 			}
 			if rec != nil {
 				for k, d := range rec.draws {
-					want := st.f32(t, fmt.Sprintf("noise.%02d", k))
-					if len(want) != len(d) || maxDiff(d, want) != 0 {
+					want := st.get(t, fmt.Sprintf("noise.%02d", k))
+					if len(want.Data) != len(d) {
+						t.Errorf("noise.%02d differs from the generator's draw %d", k, k)
+					} else if abs, _ := golden.Diff(shaped(t, d, want), want); abs != 0 {
 						t.Errorf("noise.%02d differs from the generator's draw %d", k, k)
 					}
 				}

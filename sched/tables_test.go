@@ -3,9 +3,10 @@ package sched
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
 )
 
 // assets/goldens/scheduler_tables.json: the SD1.x training schedule and the
@@ -45,14 +46,14 @@ type tablesGolden struct {
 
 func loadTables(t *testing.T) tablesGolden {
 	var g tablesGolden
-	readJSON(t, filepath.Join(sharedDir(t), "assets", "goldens", "scheduler_tables.json"), &g)
+	readJSON(t, golden.Dir(t, "assets", "goldens", "scheduler_tables.json"), &g)
 	return g
 }
 
 // sd15Config is the SD1.5 hub scheduler_config.json.
 func sd15Config(t *testing.T) *Config {
 	t.Helper()
-	c, err := LoadConfig(filepath.Join(sharedDir(t), "golden", "sd15_tiny_pipeline", "scheduler", "scheduler_config.json"))
+	c, err := LoadConfig(golden.Dir(t, "golden", "sd15_tiny_pipeline", "scheduler", "scheduler_config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
