@@ -4,6 +4,8 @@ import (
 	"math"
 	"path/filepath"
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
 )
 
 // The first outputs of MT19937 seeded with 5489 (the reference
@@ -87,25 +89,22 @@ func TestTorchRandnLatentShapes(t *testing.T) {
 // Every golden run's init.latents is randn([1,4,16,16]) from
 // torch.Generator().manual_seed(42); all 1024 values must match bit for bit.
 func TestTorchRandnInitLatents(t *testing.T) {
-	runs, err := filepath.Glob(filepath.Join(sharedDir(t), "golden", "runs", "*.safetensors"))
+	runs, err := filepath.Glob(filepath.Join(golden.Dir(t, "golden", "runs"), "*.safetensors"))
 	if err != nil || len(runs) == 0 {
 		t.Fatalf("no golden runs found (%v)", err)
 	}
 	for _, path := range runs {
-		want, shape, err := readF32Tensor(path, "init.latents")
-		if err != nil {
-			t.Fatal(err)
+		want, ok := golden.Tensors(t, path)["init.latents"]
+		if !ok {
+			t.Fatalf("%s: no tensor \"init.latents\"", path)
 		}
-		n := 1
-		for _, d := range shape {
-			n *= d
-		}
+		n := want.Shape.Numel()
 		got := NewTorch(42).Randn(n)
 		bad := 0
-		for i := range want {
-			if got[i] != want[i] {
+		for i := range want.Data {
+			if got[i] != want.Data[i] {
 				if bad < 3 {
-					t.Errorf("%s: init.latents[%d] = %.9g, want %.9g", filepath.Base(path), i, got[i], want[i])
+					t.Errorf("%s: init.latents[%d] = %.9g, want %.9g", filepath.Base(path), i, got[i], want.Data[i])
 				}
 				bad++
 			}
