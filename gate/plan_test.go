@@ -3,29 +3,11 @@ package gate
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// goldenDir returns ../shared/golden relative to the module root.
-func goldenDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "golden")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/tgate-web/tgate/internal/golden"
+)
 
 // row is one step of a table in tgate_scheduler_table.json or of a run
 // file's "steps".
@@ -95,7 +77,7 @@ func TestPlansMatchSchedulerTable(t *testing.T) {
 			Rows       []row `json:"rows"`
 		} `json:"tables"`
 	}
-	data, err := os.ReadFile(filepath.Join(goldenDir(t), "tgate_scheduler_table.json"))
+	data, err := os.ReadFile(golden.Dir(t, "golden", "tgate_scheduler_table.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +114,7 @@ func TestPlansMatchRunFiles(t *testing.T) {
 			} `json:"scheduler"`
 			Steps []row `json:"steps"`
 		}
-		data, err := os.ReadFile(filepath.Join(goldenDir(t), "runs", run+".json"))
+		data, err := os.ReadFile(golden.Dir(t, "golden", "runs", run+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
