@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
 )
 
 // This file counts a UNet2DConditionModel's MACs and parameters by hand,
@@ -217,7 +219,7 @@ func TestHandCountMatchesPublishedParams(t *testing.T) {
 		{"runwayml/stable-diffusion-v1-5", 859520964},
 		{"stabilityai/stable-diffusion-xl-base-1.0", 2567463684},
 	} {
-		u := loadUNetJSON(t, configDir(t, c.dir))
+		u := loadUNetJSON(t, golden.Dir(t, "assets", "configs", c.dir))
 		if got := u.count(64, 77).Params; got != c.want {
 			t.Errorf("%s: hand count %d parameters, want %d", c.dir, got, c.want)
 		}

@@ -2,39 +2,15 @@ package macs
 
 import (
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tgate-web/tgate/gate"
+	"github.com/tgate-web/tgate/internal/golden"
 	"github.com/tgate-web/tgate/meter"
 	"github.com/tgate-web/tgate/sched"
 	"github.com/tgate-web/tgate/tensor"
 )
-
-// configDir returns ../shared/assets/configs/rel next to the module root.
-func configDir(t *testing.T, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = filepath.Dir(dir)
-	}
-	p := filepath.Join(dir, "..", "shared", "assets", "configs", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("reference configs missing: %v", err)
-	}
-	return p
-}
 
 const (
 	sd15 = "runwayml/stable-diffusion-v1-5"
@@ -45,7 +21,7 @@ const (
 
 func load(t *testing.T, rel string) *Model {
 	t.Helper()
-	m, err := Load(configDir(t, rel))
+	m, err := Load(golden.Dir(t, "assets", "configs", rel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +57,7 @@ var selfReuseSteps = []int{3, 4, 6, 7, 8}
 // timestep (SD) and per row when it carries SDXL's per-row text embeds.
 func expected(t *testing.T, rel string, mode gate.Mode, gateStep int) (sem, fid map[meter.Op]int64) {
 	t.Helper()
-	u := loadUNetJSON(t, configDir(t, rel))
+	u := loadUNetJSON(t, golden.Dir(t, "assets", "configs", rel))
 	c := u.count(defaultSide(rel), 77)
 	perRowTemb := u.AddEmbedType != nil
 	eval := func(rows int, cross, self bool) map[meter.Op]int64 {
@@ -154,7 +130,7 @@ func TestUNetMACsMatchHandCount(t *testing.T) {
 
 func TestParamsAndReleaseMatchHandCount(t *testing.T) {
 	for _, rel := range []string{sd15, sd21, sdxl} {
-		u := loadUNetJSON(t, configDir(t, rel))
+		u := loadUNetJSON(t, golden.Dir(t, "assets", "configs", rel))
 		c := u.count(64, 77)
 		for _, mode := range []gate.Mode{gate.V1, gate.V2} {
 			r := count(t, load(t, rel), spec(mode, 10))
@@ -238,7 +214,7 @@ func TestTextEncoderAndEmbeddings(t *testing.T) {
 		t.Errorf("released embeddings: %d bytes, want %d", got, want)
 	}
 	// One model at a time: the denoiser phase holds the UNet's weights only.
-	u := loadUNetJSON(t, configDir(t, sd15)).count(64, 77)
+	u := loadUNetJSON(t, golden.Dir(t, "assets", "configs", sd15)).count(64, 77)
 	if got := r.Phase(PhaseSemantics).Peak.Weights; got != 2*u.Params {
 		t.Errorf("semantics planning: weight peak %d bytes, want the UNet's %d", got, 2*u.Params)
 	}
@@ -403,7 +379,7 @@ func TestActivationDType(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	if _, err := Load(configDir(t, sd3)); err == nil || !strings.Contains(err.Error(), "StableDiffusion3Pipeline") {
+	if _, err := Load(golden.Dir(t, "assets", "configs", sd3)); err == nil || !strings.Contains(err.Error(), "StableDiffusion3Pipeline") {
 		t.Errorf("SD3 folder: error %v; want one naming the unsupported class", err)
 	}
 	if _, err := Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), "model_index.json") {
