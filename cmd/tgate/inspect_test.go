@@ -11,32 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tgate-web/tgate/internal/golden"
 	"github.com/tgate-web/tgate/safetensors"
 	"github.com/tgate-web/tgate/tensor"
 )
-
-// sharedPath returns rel under ../shared next to the module root.
-func sharedPath(t *testing.T, rel ...string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = filepath.Dir(dir)
-	}
-	p := filepath.Join(append([]string{dir, "..", "shared"}, rel...)...)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("reference data missing: %v", err)
-	}
-	return p
-}
 
 func runInspectCmd(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
@@ -87,7 +65,7 @@ func shapeString(s []int) string {
 // TestInspectTAESD lists the real TAESD decoder: 67 BF16 tensors, each
 // line checked against the header decoded with encoding/json.
 func TestInspectTAESD(t *testing.T) {
-	path := sharedPath(t, "assets", "taesd", "bf16_comfyui_fork", "taesd_decoder.safetensors")
+	path := golden.Dir(t, "assets", "taesd", "bf16_comfyui_fork", "taesd_decoder.safetensors")
 	code, out, errOut := runInspectCmd(path)
 	if code != 0 || errOut != "" {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
@@ -191,7 +169,7 @@ func TestInspectMalformed(t *testing.T) {
 // TestInspectFolders lists a golden component folder (its io.safetensors
 // must be ignored), a golden model folder, and a sharded index.
 func TestInspectFolders(t *testing.T) {
-	unet := sharedPath(t, "golden", "sd15_tiny_pipeline", "unet")
+	unet := golden.Dir(t, "golden", "sd15_tiny_pipeline", "unet")
 	weights := headerEntries(t, filepath.Join(unet, "diffusion_pytorch_model.safetensors"))
 	var params, nbytes int64
 	for _, e := range weights {
@@ -211,7 +189,7 @@ func TestInspectFolders(t *testing.T) {
 		t.Errorf("component listing:\n%s", out)
 	}
 
-	model := sharedPath(t, "golden", "sd15_tiny_pipeline")
+	model := golden.Dir(t, "golden", "sd15_tiny_pipeline")
 	code, out, errOut = runInspectCmd(model)
 	if code != 0 || errOut != "" {
 		t.Fatalf("model: exit %d %q", code, errOut)

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/golden"
 )
 
 func runMacsCmd(args ...string) (code int, stdout, stderr string) {
@@ -33,7 +35,7 @@ func TestMacsReproducesPaperTable(t *testing.T) {
 		{"runwayml/stable-diffusion-v1-5", 16.938, 859.520, 815.557, 9.875},
 		{"stabilityai/stable-diffusion-2-1", 38.041, 865.785, 815.433, 22.208},
 	} {
-		dir := sharedPath(t, "assets", "configs", c.rel)
+		dir := golden.Dir(t, "assets", "configs", c.rel)
 		code, out, errOut := runMacsCmd("--model", dir, "--tgate", "v1", "--gate-step", "5")
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", c.rel, code, errOut)
@@ -67,7 +69,7 @@ func TestMacsReproducesPaperTable(t *testing.T) {
 }
 
 func TestMacsOffPrintsBaselineOnly(t *testing.T) {
-	dir := sharedPath(t, "assets", "configs", "runwayml/stable-diffusion-v1-5")
+	dir := golden.Dir(t, "assets", "configs", "runwayml/stable-diffusion-v1-5")
 	code, out, errOut := runMacsCmd("--model", dir, "--tgate", "off")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -82,8 +84,8 @@ func TestMacsOffPrintsBaselineOnly(t *testing.T) {
 }
 
 func TestMacsErrors(t *testing.T) {
-	sd15 := sharedPath(t, "assets", "configs", "runwayml/stable-diffusion-v1-5")
-	sd3 := sharedPath(t, "assets", "configs", "stabilityai/stable-diffusion-3-medium-diffusers")
+	sd15 := golden.Dir(t, "assets", "configs", "runwayml/stable-diffusion-v1-5")
+	sd3 := golden.Dir(t, "assets", "configs", "stabilityai/stable-diffusion-3-medium-diffusers")
 	for _, c := range []struct {
 		args []string
 		code int
