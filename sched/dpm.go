@@ -43,10 +43,8 @@ func (d *dpm[V]) SetTimesteps(n int) error {
 			ts = append(ts, float64(i*ratio+d.p.StepsOffset))
 		}
 	case "trailing":
-		ratio := float64(T) / float64(n)
-		cnt := int(math.Ceil(float64(last) / ratio))
-		for k := 0; k < cnt; k++ {
-			ts = append(ts, math.RoundToEven(float64(last)-float64(k)*ratio)-1)
+		for _, v := range numpyArange(float64(last), 0, -float64(T)/float64(n)) {
+			ts = append(ts, math.RoundToEven(v)-1)
 		}
 	default:
 		return fmt.Errorf("sched: unknown timestep_spacing %q (valid: leading, trailing, linspace)", d.p.TimestepSpacing)

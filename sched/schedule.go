@@ -222,6 +222,32 @@ func numpyLinspaceOpen(start, stop float64, num int) []float64 {
 	return out
 }
 
+// numpyArange is np.arange(start, stop, step) with float arguments as
+// NumPy builds it (ctors.c PyArray_ArangeObj and the DOUBLE fill of
+// arraytypes.c.src): length ceil((stop − start)/step), a[0] = start,
+// a[1] = start + step, and a[k] = start + k·(a[1] − a[0]) for k ≥ 2. The
+// increment a[1] − a[0] can differ from step in its last bit, which moves
+// values meant to end in .5 (T − k·T/N) to either side of it before
+// rounding: trailing spacing with T = 1000 and N = 48 gives 937.4999…,
+// not 937.5, at k = 3.
+func numpyArange(start, stop, step float64) []float64 {
+	n := int(math.Ceil((stop - start) / step))
+	if n <= 0 {
+		return nil
+	}
+	out := make([]float64, n)
+	out[0] = start
+	if n == 1 {
+		return out
+	}
+	out[1] = start + step
+	delta := out[1] - out[0]
+	for k := 2; k < n; k++ {
+		out[k] = start + float64(k)*delta
+	}
+	return out
+}
+
 // numpyInterp is np.interp(x, arange(len(fp)), fp) for fp given as float32
 // (computed in float64): fp[j] at integer points, else
 // slope·(x − j) + fp[j] with slope = fp[j+1] − fp[j]; clamped at the ends.
@@ -268,13 +294,11 @@ func spacedTimesteps(spacing string, T, N, offset int, roundLinspace bool) ([]fl
 			out[N-1-i] = float64(i*ratio + offset)
 		}
 	case "trailing":
-		ratio := float64(T) / float64(N)
-		// np.arange(T, 0, -ratio): T − k·ratio while > 0; its length is
-		// ceil(T/ratio), which is N up to rounding of the ratio.
-		n := int(math.Ceil(float64(T) / ratio))
-		vals := make([]float64, 0, n)
-		for k := 0; k < n; k++ {
-			vals = append(vals, math.RoundToEven(float64(T)-float64(k)*ratio)-1)
+		// np.arange(T, 0, −T/N): its length is ceil(T/(T/N)), which is N
+		// up to rounding of the ratio.
+		vals := numpyArange(float64(T), 0, -float64(T)/float64(N))
+		for k, v := range vals {
+			vals[k] = math.RoundToEven(v) - 1
 		}
 		if len(vals) != N {
 			return nil, fmt.Errorf("sched: trailing spacing gives %d timesteps for %d steps", len(vals), N)
