@@ -72,10 +72,15 @@ func recordSteps(t *testing.T, p *Pipeline, req Request) ([]stepRecord, *Result)
 	return recs, res
 }
 
-// maxAbsDiff64 returns max |a − b| and max |b|.
+// maxAbsDiff64 returns max |a − b| and max |b|; a NaN or Inf anywhere gives
+// (+Inf, 1), which no absolute or relative tolerance accepts.
 func maxAbsDiff64(a []float64, b []float32) (d, m float64) {
 	for i := range a {
-		d = math.Max(d, math.Abs(a[i]-float64(b[i])))
+		e := math.Abs(a[i] - float64(b[i]))
+		if math.IsNaN(e) || math.IsInf(e, 0) {
+			return math.Inf(1), 1
+		}
+		d = math.Max(d, e)
 		m = math.Max(m, math.Abs(float64(b[i])))
 	}
 	return d, m

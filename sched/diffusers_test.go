@@ -188,10 +188,10 @@ func TestDiffusersFullLoops(t *testing.T) {
 				meanTol = c.meanTol
 			}
 			t.Logf("sum %.6f (want %.6f, diff %.2g), mean %.8f (want %.8f, diff %.2g)", sum, c.sum, sum-c.sum, mean, c.mean, mean-c.mean)
-			if c.hasSum && math.Abs(sum-c.sum) > sumTol {
+			if c.hasSum && !(math.Abs(sum-c.sum) <= sumTol) {
 				t.Errorf("sum |x| = %.6f, want %.6f ± %g", sum, c.sum, sumTol)
 			}
-			if math.Abs(mean-c.mean) > meanTol {
+			if !(math.Abs(mean-c.mean) <= meanTol) {
 				t.Errorf("mean |x| = %.6f, want %.6f ± %g", mean, c.mean, meanTol)
 			}
 		})

@@ -42,7 +42,7 @@ func relClose(t *testing.T, what string, got []float32, want []float64, tol floa
 		m = math.Max(m, math.Abs(w))
 	}
 	for i := range want {
-		if d := math.Abs(float64(got[i]) - want[i]); d > tol*math.Max(m, 1e-30) {
+		if d := math.Abs(float64(got[i]) - want[i]); !(d <= tol*math.Max(m, 1e-30)) { // NaN fails too
 			t.Fatalf("%s[%d] = %.9g, float64 reference %.9g (|diff| %.3g, max %.3g)", what, i, got[i], want[i], d, m)
 		}
 	}
@@ -450,7 +450,7 @@ func TestBetaScheduleVariants(t *testing.T) {
 	gotAC := cumprodF32(oneMinus(got))
 	for i := range sq {
 		v := (sq[i] - sT) * s0 / (s0 - sT)
-		if math.Abs(float64(gotAC[i])-v*v) > 1e-6 {
+		if !(math.Abs(float64(gotAC[i])-v*v) <= 1e-6) {
 			t.Fatalf("rescaled alphas_cumprod[%d] = %v, want %v", i, gotAC[i], v*v)
 		}
 	}
@@ -466,7 +466,7 @@ func TestZeroSNRFirstSigma(t *testing.T) {
 	for _, n := range []Name{Euler, EulerAncestral, DPMSolver} {
 		s := timestepsFor(t, n, cfg, Options{}, 4)
 		want := float32(math.Sqrt((1 - 1.0/(1<<24)) * (1 << 24)))
-		if got := s.Sigmas()[0]; math.Abs(float64(got-want)) > 1e-3 {
+		if got := s.Sigmas()[0]; !(math.Abs(float64(got-want)) <= 1e-3) {
 			t.Errorf("%s: first sigma %v, want %v", n, got, want)
 		}
 	}

@@ -69,7 +69,7 @@ func sameF32(t *testing.T, what string, got []float32, want []float64, rel float
 		return
 	}
 	for i := range want {
-		if rel == 0 && got[i] != float32(want[i]) || rel > 0 && math.Abs(float64(got[i])-want[i]) > rel*math.Abs(want[i]) {
+		if rel == 0 && got[i] != float32(want[i]) || rel > 0 && !(math.Abs(float64(got[i])-want[i]) <= rel*math.Abs(want[i])) {
 			t.Errorf("%s[%d] = %.9g, want %.9g", what, i, got[i], want[i])
 		}
 	}
@@ -82,7 +82,7 @@ func sameF64(t *testing.T, what string, got, want []float64, rel float64) {
 		return
 	}
 	for i := range want {
-		if rel == 0 && got[i] != want[i] || rel > 0 && math.Abs(got[i]-want[i]) > rel*math.Max(1, math.Abs(want[i])) {
+		if rel == 0 && got[i] != want[i] || rel > 0 && !(math.Abs(got[i]-want[i]) <= rel*math.Max(1, math.Abs(want[i]))) {
 			t.Errorf("%s[%d] = %.9g, want %.9g", what, i, got[i], want[i])
 		}
 	}
