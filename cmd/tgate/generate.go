@@ -87,7 +87,7 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	height := fl.Int("height", 0, "image height in pixels (0: the model's default)")
 	schedName := fl.String("scheduler", "", "scheduler: "+joinNames(sched.Names())+" (default: the model folder's)")
 	spacing := fl.String("timestep-spacing", "", "timestep spacing: "+strings.Join(spacingNames, ", ")+" (default: the scheduler config's)")
-	mode := fl.String("tgate", "v2", "T-GATE mode: "+strings.Join(gate.ModeNames(), ", "))
+	mode := fl.String("tgate", "off", "T-GATE mode: "+strings.Join(gate.ModeNames(), ", ")+" (off reproduces the diffusers pipeline)")
 	gateStep := fl.Int("gate-step", -1, "T-GATE gate step (default: 10 for Stable Diffusion, 1 for LCM)")
 	spInterval := fl.Int("sp-interval", -1, "T-GATE self-attention caching interval before the gate (default: 5, LCM 1)")
 	fiInterval := fl.Int("fi-interval", -1, "T-GATE self-attention caching interval after the gate (default: 1)")
@@ -188,6 +188,14 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if err := gc.Validate(); err != nil {
 		return usageErr(err)
+	}
+	if gm == gate.Off {
+		fl.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "gate-step", "sp-interval", "fi-interval", "warm-up":
+				fmt.Fprintf(stderr, "WARNING: --%s is ignored: T-GATE is off (add --tgate v1 or v2)\n", f.Name)
+			}
+		})
 	}
 
 	req := pipeline.Request{

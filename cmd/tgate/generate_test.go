@@ -56,7 +56,7 @@ func TestGenerateReproducesRuns(t *testing.T) {
 		run  string
 		gate []string
 	}{
-		{"ddim_baseline", []string{"--tgate", "off"}},
+		{"ddim_baseline", nil}, // T-GATE is off unless asked for
 		{"ddim_tgate_v2", []string{"--tgate", "v2", "--gate-step", "4", "--sp-interval", "2", "--fi-interval", "1", "--warm-up", "1"}},
 	} {
 		t.Run(tc.run, func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestGenerateFlagErrors(t *testing.T) {
 		{[]string{"--tgate", "v3"}, []string{`"v3"`, "off", "v1", "v2"}},
 		{[]string{"--decoder", "png"}, []string{`"png"`, "vae", "taesd"}},
 		{[]string{"--timestep-spacing", "karras"}, []string{`"karras"`, "leading", "trailing", "linspace"}},
-		{[]string{"--gate-step", "0"}, []string{"gate step 0"}},
+		{[]string{"--tgate", "v1", "--gate-step", "0"}, []string{"gate step 0"}},
 	} {
 		var stdout, stderr bytes.Buffer
 		args := append([]string{"--model", model, "--prompt", "x", "--out", filepath.Join(t.TempDir(), "x.png")}, tc.args...)
