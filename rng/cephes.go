@@ -1,6 +1,10 @@
 package rng
 
-import "math"
+import (
+	"math"
+
+	"github.com/tgate-web/tgate/internal/fma"
+)
 
 // This file ports, lane by lane, the single-precision log and sincos of
 // aten/src/ATen/native/cpu/avx_mathfun.h (Giovanni Garberoglio's AVX port of
@@ -10,7 +14,7 @@ import "math"
 //
 // The kernel is compiled with FMA enabled, and GCC contracts a vector
 // multiply whose only uses are additions into a fused multiply-add. The
-// fused steps are written here with math.FMA; every other product is rounded
+// fused steps are written here with fma.F32; every other product is rounded
 // to float32 explicitly (a float32 conversion forbids the Go compiler from
 // fusing it on its own).
 
@@ -42,39 +46,6 @@ const (
 	mantMaskInv = ^uint32(0x7f800000)
 )
 
-// fma32 is the single-precision fused multiply-add a·b + c, rounded once.
-// The product of two float32 values is exact in float64; the sum is split
-// into s + t exactly (Knuth's TwoSum), and s is rounded to float32 with t
-// breaking the tie when s falls exactly halfway between two float32 values,
-// which avoids the double rounding of a plain float64 FMA.
-func fma32(a, b, c float32) float32 {
-	p := float64(a) * float64(b) // exact: 24 + 24 bits
-	q := float64(c)
-	s := p + q
-	bb := s - p
-	t := (p - (s - bb)) + (q - bb)
-	r := float32(s)
-	if t == 0 || float64(r) == s {
-		return r
-	}
-	// s lies strictly between two float32 values; only an exact midpoint
-	// needs t to pick the side.
-	lo, hi := r, r
-	if float64(r) < s {
-		hi = math.Nextafter32(r, float32(math.Inf(1)))
-	} else {
-		lo = math.Nextafter32(r, float32(math.Inf(-1)))
-	}
-	mid := (float64(lo) + float64(hi)) / 2
-	if s != mid {
-		return r
-	}
-	if t > 0 {
-		return hi
-	}
-	return lo
-}
-
 // logCephes computes log256_ps for one lane: natural log of x > 0.
 func logCephes(x float32) float32 {
 	if !(x > 0) {
@@ -101,20 +72,20 @@ func logCephes(x float32) float32 {
 	x = x + tmp
 
 	z := float32(x * x)
-	y := fma32(cephesLogP0, x, cephesLogP1)
-	y = fma32(y, x, cephesLogP2)
-	y = fma32(y, x, cephesLogP3)
-	y = fma32(y, x, cephesLogP4)
-	y = fma32(y, x, cephesLogP5)
-	y = fma32(y, x, cephesLogP6)
-	y = fma32(y, x, cephesLogP7)
-	y = fma32(y, x, cephesLogP8)
+	y := fma.F32(cephesLogP0, x, cephesLogP1)
+	y = fma.F32(y, x, cephesLogP2)
+	y = fma.F32(y, x, cephesLogP3)
+	y = fma.F32(y, x, cephesLogP4)
+	y = fma.F32(y, x, cephesLogP5)
+	y = fma.F32(y, x, cephesLogP6)
+	y = fma.F32(y, x, cephesLogP7)
+	y = fma.F32(y, x, cephesLogP8)
 	y = float32(y * x)
 	// y = y*z + e*q1: the first product in statement order is the fused one.
-	y = fma32(y, z, float32(e*cephesLogQ1))
-	y = fma32(-z, 0.5, y)
+	y = fma.F32(y, z, float32(e*cephesLogQ1))
+	y = fma.F32(-z, 0.5, y)
 	x = x + y
-	x = fma32(e, cephesLogQ2, x)
+	x = fma.F32(e, cephesLogQ2, x)
 	return x
 }
 
@@ -130,25 +101,25 @@ func sincosCephes(x float32) (s, c float32) {
 	swapSin := uint32(imm2&4) << 29
 	polyMask := imm2&2 == 0
 
-	x = fma32(y, cephesDP1, x)
-	x = fma32(y, cephesDP2, x)
-	x = fma32(y, cephesDP3, x)
+	x = fma.F32(y, cephesDP1, x)
+	x = fma.F32(y, cephesDP2, x)
+	x = fma.F32(y, cephesDP3, x)
 
 	imm4 -= 2
 	signCos := uint32(^imm4&4) << 29
 	signSin ^= swapSin
 
 	z := float32(x * x)
-	yc := fma32(coscofP0, z, coscofP1)
-	yc = fma32(yc, z, coscofP2)
+	yc := fma.F32(coscofP0, z, coscofP1)
+	yc = fma.F32(yc, z, coscofP2)
 	yc = float32(yc * z)
-	yc = fma32(yc, z, -float32(z*0.5))
+	yc = fma.F32(yc, z, -float32(z*0.5))
 	yc = yc + 1
 
-	ys := fma32(sincofP0, z, sincofP1)
-	ys = fma32(ys, z, sincofP2)
+	ys := fma.F32(sincofP0, z, sincofP1)
+	ys = fma.F32(ys, z, sincofP2)
 	ys = float32(ys * z)
-	ys = fma32(ys, x, x)
+	ys = fma.F32(ys, x, x)
 
 	var sv, cv float32
 	if polyMask {

@@ -1,6 +1,7 @@
 package rng
 
 import (
+	"github.com/tgate-web/tgate/internal/fma"
 	"math"
 	"path/filepath"
 	"testing"
@@ -258,10 +259,10 @@ func TestFMA32(t *testing.T) {
 		if g.Random()&1 == 1 {
 			c = -c
 		}
-		got := fma32(a, b, c)
+		got := fma.F32(a, b, c)
 		want := refFMA32(a, b, c)
 		if got != want {
-			t.Fatalf("fma32(%v,%v,%v) = %v, want %v", a, b, c, got, want)
+			t.Fatalf("fma.F32(%v,%v,%v) = %v, want %v", a, b, c, got, want)
 		}
 	}
 	// A midpoint that a float64 FMA would double-round: a·b = 1 + 2⁻²⁴
@@ -270,11 +271,11 @@ func TestFMA32(t *testing.T) {
 	b := float32(1 + 1.0/(1<<12))
 	// a·b = 1 + 2⁻¹¹ + 2⁻²⁴: exactly a float32 midpoint plus 2⁻¹¹.
 	for _, c := range []float32{1.0 / (1 << 30) / (1 << 30), -1.0 / (1 << 30) / (1 << 30)} {
-		if got, want := fma32(a, b, c), refFMA32(a, b, c); got != want {
+		if got, want := fma.F32(a, b, c), refFMA32(a, b, c); got != want {
 			t.Fatalf("midpoint%+g: fma32 = %v, want %v", c, got, want)
 		}
 	}
-	if up := fma32(a, b, 1.0/(1<<30)/(1<<30)); up != math.Nextafter32(float32(1+1.0/(1<<11)), 2) {
+	if up := fma.F32(a, b, 1.0/(1<<30)/(1<<30)); up != math.Nextafter32(float32(1+1.0/(1<<11)), 2) {
 		t.Fatalf("midpoint plus a tiny term rounded to %v, want the upper neighbour", up)
 	}
 }

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"github.com/tgate-web/tgate/internal/fma"
 	"math"
 )
 
@@ -31,50 +32,21 @@ func torchLinspaceF32(startD, endD float64, steps int) []float32 {
 	half := steps / 2
 	rule := func(i int) float32 {
 		if i < half {
-			return fma32(step, float32(i), start)
+			return fma.F32(step, float32(i), start)
 		}
-		return fma32(-step, float32(steps-i-1), end)
+		return fma.F32(-step, float32(steps-i-1), end)
 	}
 	i := 0
 	for ; i+16 <= steps; i += 8 {
 		base := rule(i)
 		for k := 0; k < 8; k++ {
-			out[i+k] = fma32(float32(k), step, base)
+			out[i+k] = fma.F32(float32(k), step, base)
 		}
 	}
 	for ; i < steps; i++ {
 		out[i] = rule(i)
 	}
 	return out
-}
-
-// fma32 is the float32 fused multiply-add a·b + c with a single rounding:
-// the float64 product is exact, the sum is split exactly into s + t
-// (TwoSum), and t decides the rare case where s sits exactly halfway
-// between two float32 values.
-func fma32(a, b, c float32) float32 {
-	p := float64(a) * float64(b)
-	q := float64(c)
-	s := p + q
-	bb := s - p
-	t := (p - (s - bb)) + (q - bb)
-	r := float32(s)
-	if t == 0 || float64(r) == s {
-		return r
-	}
-	lo, hi := r, r
-	if float64(r) < s {
-		hi = math.Nextafter32(r, float32(math.Inf(1)))
-	} else {
-		lo = math.Nextafter32(r, float32(math.Inf(-1)))
-	}
-	if s != (float64(lo)+float64(hi))/2 {
-		return r
-	}
-	if t > 0 {
-		return hi
-	}
-	return lo
 }
 
 // betasFor returns the float32 betas of a schedule (§8.1 of the spec):
