@@ -1,6 +1,8 @@
 # tgate-web: common tasks. `make demo` runs the pipeline on the CPU; `make test`
 # runs every test (host tests, then the WebGPU tests inside headless Chromium).
 
+SHELL   := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 GO      ?= go
 BIN     := bin
 WASMEXEC := $(CURDIR)/$(BIN)/wasmtest
@@ -27,8 +29,11 @@ vet:
 
 test: vet test-host test-browser
 
+# Every host package; the CPU backend's conformance suite runs verbosely so
+# the log shows it (top-level results and the suite's summary lines).
 test-host:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/cpu$$')
+	$(GO) test -count=1 -v ./cpu | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)|^\s+--- PASS'
 
 # The WebGPU backend's tests, compiled to wasm and run in headless Chromium
 # (SwiftShader's WebGPU adapter when there is no GPU).
