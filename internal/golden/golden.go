@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tgate-web/tgate/backend"
 	"github.com/tgate-web/tgate/safetensors"
 	"github.com/tgate-web/tgate/tensor"
 )
@@ -103,4 +104,14 @@ func AssertClose(t testing.TB, name string, got, want *tensor.Host, tol float64)
 		return
 	}
 	t.Logf("%s: max abs error %.3g, relative %.3g (tolerance %.1g)", name, abs, rel, tol)
+}
+
+// ReadBack reads x back from b, failing the test on a device error.
+func ReadBack(t testing.TB, b backend.Backend, x backend.Tensor) *tensor.Host {
+	t.Helper()
+	h, err := b.ReadBack(x)
+	if err != nil {
+		t.Fatalf("%s ReadBack: %v", b.Name(), err)
+	}
+	return h
 }

@@ -52,15 +52,6 @@ func idsOf(h *tensor.Host) [][]int32 {
 	return out
 }
 
-func read(t *testing.T, b backend.Backend, x backend.Tensor) *tensor.Host {
-	t.Helper()
-	h, err := b.ReadBack(x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
 // cases returns the case names of an io.safetensors map.
 func cases(io map[string]*tensor.Host) []string {
 	var out []string
@@ -121,7 +112,7 @@ func TestGoldens(t *testing.T) {
 						t.Errorf("%s: golden output %q has no counterpart", c, name)
 						continue
 					}
-					golden.AssertClose(t, c+"."+name, read(t, b, g), want, tol)
+					golden.AssertClose(t, c+"."+name, golden.ReadBack(t, b, g), want, tol)
 					checked++
 				}
 				if checked < 4 {
@@ -130,7 +121,7 @@ func TestGoldens(t *testing.T) {
 				// clip_skip path: final_layer_norm(hidden_states[-1]) is
 				// last_hidden_state.
 				fn := m.FinalNorm(b, out.HiddenStates[len(out.HiddenStates)-1])
-				golden.AssertClose(t, c+".FinalNorm(hidden_states[-1])", read(t, b, fn), io[c+".out.last_hidden_state"], tol)
+				golden.AssertClose(t, c+".FinalNorm(hidden_states[-1])", golden.ReadBack(t, b, fn), io[c+".out.last_hidden_state"], tol)
 				b.Free(fn)
 				out.Release(b)
 			}
@@ -186,7 +177,7 @@ func TestPooledFollowsEOSToken(t *testing.T) {
 		}
 		copy(want.Data[r*d:(r+1)*d], last.Data[(r*l+pos)*d:(r*l+pos+1)*d])
 	}
-	golden.AssertClose(t, "pooled at eos", read(t, b, out.Pooled), want, tol)
+	golden.AssertClose(t, "pooled at eos", golden.ReadBack(t, b, out.Pooled), want, tol)
 }
 
 // TestMemory checks that a forward pass frees every intermediate (only

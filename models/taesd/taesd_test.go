@@ -77,15 +77,6 @@ func weightsPath(t *testing.T, w string) string {
 	return golden.Dir(t, "assets", w+".safetensors")
 }
 
-func read(t *testing.T, b backend.Backend, x backend.Tensor) *tensor.Host {
-	t.Helper()
-	h, err := b.ReadBack(x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
 // run applies the decoder or encoder in src to in and returns the output.
 func run(t *testing.T, b backend.Backend, src nn.Source, decoder bool, in *tensor.Host) *tensor.Host {
 	t.Helper()
@@ -112,7 +103,7 @@ func run(t *testing.T, b backend.Backend, src nn.Source, decoder bool, in *tenso
 		}
 	}
 	defer b.Free(out)
-	return read(t, b, out)
+	return golden.ReadBack(t, b, out)
 }
 
 // TestGoldens runs every TAE checkpoint in the assets on the inputs of
@@ -256,7 +247,7 @@ func TestAutoencoderTinyLayout(t *testing.T) {
 		h, w := in.Shape[2]/2, in.Shape[3]/2
 		r := b.Slice(x, 2, 0, h)
 		q := b.Slice(r, 3, 0, w)
-		quarter := read(t, b, q)
+		quarter := golden.ReadBack(t, b, q)
 		nn.Free(b, x, r, q)
 		want := run(t, b, orig, part == "decoder", quarter)
 		got := run(t, b, tiny, part == "decoder", quarter)

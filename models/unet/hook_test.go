@@ -69,7 +69,7 @@ func TestHookReuseAndRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := readBack(t, b, out1)
+	want := golden.ReadBack(t, b, out1)
 	b.Free(out1)
 	golden.AssertClose(t, "pass through the hook", want, io["lat10x18_resize.out.sample"], tol)
 
@@ -106,7 +106,7 @@ func TestHookReuseAndRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := readBack(t, b, out)
+		h := golden.ReadBack(t, b, out)
 		b.Free(out)
 		return h
 	}

@@ -124,7 +124,7 @@ func TestNoMidBlock(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				h := readBack(t, b, out)
+				h := golden.ReadBack(t, b, out)
 				b.Free(out)
 				return h
 			}

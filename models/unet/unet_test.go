@@ -39,15 +39,6 @@ func floats(h *tensor.Host) []float64 {
 	return out
 }
 
-func readBack(t *testing.T, b backend.Backend, x backend.Tensor) *tensor.Host {
-	t.Helper()
-	h, err := b.ReadBack(x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
 // runCase runs one golden case of io.safetensors and compares the output.
 func runCase(t *testing.T, b backend.Backend, m *Model, io map[string]*tensor.Host, name string, opt ForwardOpts) *tensor.Host {
 	t.Helper()
@@ -58,7 +49,7 @@ func runCase(t *testing.T, b backend.Backend, m *Model, io map[string]*tensor.Ho
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := readBack(t, b, out)
+	got := golden.ReadBack(t, b, out)
 	b.Free(out)
 	golden.AssertClose(t, name, got, io[name+".out.sample"], tol)
 	return got
@@ -109,7 +100,7 @@ func TestLCMGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := readBack(t, b, out)
+	got := golden.ReadBack(t, b, out)
 	b.Free(out)
 	if _, rel := golden.Diff(got, io["t999.out.sample"]); rel < 1e-2 {
 		t.Errorf("output without timestep_cond is within %.2g of the golden: cond_proj has no effect", rel)

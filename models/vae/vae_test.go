@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tgate-web/tgate/backend"
 	"github.com/tgate-web/tgate/cpu"
 	"github.com/tgate-web/tgate/hub"
 	"github.com/tgate-web/tgate/internal/golden"
@@ -34,15 +33,6 @@ func openComponent(t *testing.T, dir string) (*hub.Component, *Config) {
 	return comp, &cfg
 }
 
-func read(t *testing.T, b backend.Backend, x backend.Tensor) *tensor.Host {
-	t.Helper()
-	h, err := b.ReadBack(x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
 // decodeGolden decodes the golden's decode.in.z with the VAE in dir and
 // compares with decode.out.sample; it returns the decoded image.
 func decodeGolden(t *testing.T, dir string) *tensor.Host {
@@ -59,7 +49,7 @@ func decodeGolden(t *testing.T, dir string) *tensor.Host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := read(t, b, out)
+	got := golden.ReadBack(t, b, out)
 	golden.AssertClose(t, "decode.sample", got, io["decode.out.sample"], tol)
 	nn.Free(b, out, z)
 	d.Release(b)
@@ -88,9 +78,9 @@ func TestEncodeGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	std := dist.Std(b)
-	golden.AssertClose(t, "encode.mean", read(t, b, dist.Mean), io["encode.out.mean"], tol)
-	golden.AssertClose(t, "encode.logvar", read(t, b, dist.LogVar), io["encode.out.logvar"], tol)
-	golden.AssertClose(t, "encode.std", read(t, b, std), io["encode.out.std"], tol)
+	golden.AssertClose(t, "encode.mean", golden.ReadBack(t, b, dist.Mean), io["encode.out.mean"], tol)
+	golden.AssertClose(t, "encode.logvar", golden.ReadBack(t, b, dist.LogVar), io["encode.out.logvar"], tol)
+	golden.AssertClose(t, "encode.std", golden.ReadBack(t, b, std), io["encode.out.std"], tol)
 	nn.Free(b, std, x)
 	dist.Release(b)
 	if live := b.Memory().Live; live != weights {
@@ -323,7 +313,7 @@ func TestPipelineDecodes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Free(out)
-			golden.AssertClose(t, "vae_decoded", read(t, b, out), run["final.vae_decoded"], tol)
+			golden.AssertClose(t, "vae_decoded", golden.ReadBack(t, b, out), run["final.vae_decoded"], tol)
 		})
 	}
 }
