@@ -34,6 +34,11 @@ type Options struct {
 	// UniformSlots is the number of dispatches recorded before a submission
 	// is forced (default 4096).
 	UniformSlots int
+	// MaxStorageBindingSize, when positive and below the device's
+	// maxStorageBufferBindingSize, lowers the largest storage binding the
+	// backend makes, so that tests can force the windowed paths (and the
+	// limit errors) at small sizes.
+	MaxStorageBindingSize uint64
 }
 
 // Stats are counters of the backend's work, for benchmarks and tests.
@@ -51,9 +56,21 @@ type Stats struct {
 
 // KernelStats count the use of one kernel entry point.
 type KernelStats struct {
-	Calls     int // ops that ran it
-	Split     int // ops whose grid was split into several dispatches
-	MaxGroups int // the largest grid, in workgroups
+	Calls      int // dispatch groups recorded (one per op, or per window)
+	Split      int // of those, the ones whose grid was split into several dispatches
+	MaxGroups  int // the largest grid, in workgroups
+	Windowed   int // ops that bound their tensors in several windows
+	MaxWindows int // the most windows one op used
+}
+
+// kstat returns the counters of kernel k.
+func (b *Backend) kstat(k kernel) *KernelStats {
+	ks := b.kstats[k.entry]
+	if ks == nil {
+		ks = &KernelStats{}
+		b.kstats[k.entry] = ks
+	}
+	return ks
 }
 
 // KernelStats returns the per-kernel counters, by entry point name.
@@ -71,9 +88,12 @@ type Backend struct {
 	dev     *gpu.Device
 	opt     Options
 	maxDim  int // workgroups per dispatch dimension
-	// maxBinding is the largest storage binding in bytes; flat
-	// elementwise ops over larger tensors run in windows bound at offsets.
+	// maxBinding is the largest storage binding in bytes; ops over larger
+	// tensors run in windows bound at offsets that are multiples of align
+	// (minStorageBufferOffsetAlignment), or fail with a LimitError.
 	maxBinding uint64
+	align      uint64
+	maxBuffer  uint64 // maxBufferSize: larger tensors fail with a LimitError
 
 	err        error // the first device error
 	live, peak int64
@@ -125,6 +145,11 @@ func New(opt Options) (*Backend, error) {
 		b.maxDim = opt.MaxWorkgroupsPerDim
 	}
 	b.maxBinding = dev.Limits.MaxStorageBufferBindingSize
+	if opt.MaxStorageBindingSize > 0 && opt.MaxStorageBindingSize < b.maxBinding {
+		b.maxBinding = opt.MaxStorageBindingSize
+	}
+	b.align = max(4, dev.Limits.MinStorageBufferOffsetAlignment)
+	b.maxBuffer = dev.Limits.MaxBufferSize
 	b.pool.init(dev)
 	dev.OnUncapturedError(func(e error) { b.setErr(e) })
 	go func() {
@@ -160,7 +185,9 @@ func (b *Backend) setErr(err error) {
 }
 
 // Err returns the first device error (validation, out of memory, device
-// lost), or nil.
+// lost, or a *LimitError: a tensor above maxStorageBufferBindingSize that
+// its op cannot window, or above maxBufferSize), or nil. Once it is set,
+// ops record no more GPU work and ReadBack returns it.
 func (b *Backend) Err() error { return b.err }
 
 // Memory reports the bytes of the buffers held by live tensors (their
@@ -190,8 +217,8 @@ func (b *Backend) Close() error {
 // storage is a buffer shared by a tensor and its reshaped views; it goes
 // back to the pool when the last of its handles is freed.
 type storage struct {
-	buf   *buffer
-	refs  int // live handles
+	buf   *buffer // nil for a tensor above maxBufferSize (never bound)
+	refs  int     // live handles
 	freed bool
 }
 
@@ -238,15 +265,21 @@ func getOpt(op string, t backend.Tensor) *Tensor {
 
 // alloc makes a tensor of the given shape and dtype in a pooled buffer.
 // forWrite says the buffer will be filled by queue.writeBuffer, so it must
-// not be one that unsubmitted commands still use.
-func (b *Backend) alloc(shape tensor.Shape, dt tensor.DType, forWrite bool) *Tensor {
+// not be one that unsubmitted commands still use. A tensor above the
+// device's maxBufferSize gets no buffer: it records a LimitError for op
+// and is a placeholder that only Free, Reshape and Shape accept.
+func (b *Backend) alloc(op string, shape tensor.Shape, dt tensor.DType, forWrite bool) *Tensor {
 	for _, d := range shape {
 		if d < 0 {
-			panic(fmt.Sprintf("webgpu: negative dimension in shape %v", shape))
+			panic(fmt.Sprintf("webgpu: %s: negative dimension in shape %v", op, shape))
 		}
 	}
 	n := uint64(shape.Numel() * dt.Size())
-	buf := b.pool.get(n, forWrite, b.rec.epoch)
+	if n > b.maxBuffer {
+		b.setErr(&LimitError{Op: op, DType: dt, Shape: shape.Clone(), Bytes: n, Limit: "maxBufferSize", Max: b.maxBuffer})
+		return &Tensor{shape: shape.Clone(), dtype: dt, st: &storage{refs: 1}}
+	}
+	buf := b.pool.get(n, b.maxBuffer, forWrite, b.rec.epoch)
 	b.live += int64(buf.size)
 	b.peak = max(b.peak, b.live)
 	return &Tensor{shape: shape.Clone(), dtype: dt, st: &storage{buf: buf, refs: 1}}
@@ -263,9 +296,11 @@ func (b *Backend) Free(t backend.Tensor) {
 		return
 	}
 	c.st.freed = true
-	b.live -= int64(c.st.buf.size)
-	b.pool.put(c.st.buf)
-	c.st.buf = nil
+	if c.st.buf != nil {
+		b.live -= int64(c.st.buf.size)
+		b.pool.put(c.st.buf)
+		c.st.buf = nil
+	}
 }
 
 // Reshape returns a view of t sharing its buffer. One dimension may be -1.

@@ -40,20 +40,27 @@ func groups(n, wg int) int { return (n + wg - 1) / wg }
 // flatWindows calls f for consecutive element ranges [start, start+cnt)
 // covering n elements: one range when every tensor of ts fits a storage
 // binding, else ranges of a multiple of 256 elements whose bytes fit (so
-// every binding offset is 256-byte aligned and F16 pairs stay whole).
-func (b *Backend) flatWindows(n int, ts []*Tensor, f func(start, cnt int)) {
+// every binding offset is 256-byte aligned and F16 pairs stay whole). When
+// 256 elements do not fit it records a LimitError for op instead.
+func (b *Backend) flatWindows(op string, k kernel, n int, ts []*Tensor, f func(start, cnt int)) {
 	fits := true
 	for _, t := range ts {
 		fits = fits && bindSize(t) <= b.maxBinding
 	}
 	if fits {
 		f(0, n)
+		b.noteWindows(k, 1)
 		return
 	}
-	w := max(256, int(b.maxBinding/4)&^255)
+	w := int(b.maxBinding/4) &^ 255
+	if w == 0 {
+		b.bindable(op, ts...)
+		return
+	}
 	for start := 0; start < n; start += w {
 		f(start, min(w, n-start))
 	}
+	b.noteWindows(k, (n+w-1)/w)
 }
 
 // winBind binds elements [start, start+cnt) of t.
@@ -64,10 +71,10 @@ func winBind(t *Tensor, start, cnt int) binding {
 
 func (b *Backend) unaryLike(name string, xt backend.Tensor, op uint32, f [4]float32) backend.Tensor {
 	x := get(name, xt)
-	out := b.alloc(x.shape, tensor.F32, false)
+	out := b.alloc(name, x.shape, tensor.F32, false)
 	n := x.shape.Numel()
 	consts := map[string]float64{"DT_A": dtCode(x.dtype)}
-	b.flatWindows(n, []*Tensor{x, out}, func(start, cnt int) {
+	b.flatWindows(name, kUnary, n, []*Tensor{x, out}, func(start, cnt int) {
 		p := ewParams{N: uint32(cnt), Op: op, F: f}
 		b.runBound(kUnary, consts, &p, [3]int{groups(cnt, elementwiseWG), 1, 1},
 			[]binding{winBind(out, start, cnt), winBind(x, start, cnt)})
@@ -129,12 +136,12 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 	}
 	r := len(os)
 	xs, ys := padShape(x.shape, r), padShape(y.shape, r)
-	out := b.alloc(os, tensor.F32, false)
+	out := b.alloc(name, os, tensor.F32, false)
 	consts := map[string]float64{"DT_A": dtCode(x.dtype), "DT_B": dtCode(y.dtype)}
 	if x.shape.Equal(os) && y.shape.Equal(os) {
 		// No broadcast: a flat loop, windowed for tensors above the binding
 		// limit.
-		b.flatWindows(os.Numel(), []*Tensor{x, y, out}, func(start, cnt int) {
+		b.flatWindows(name, kBinary, os.Numel(), []*Tensor{x, y, out}, func(start, cnt int) {
 			p := ewParams{N: uint32(cnt), Op: uint32(op), Rank: 1, Shape: [8]uint32{uint32(cnt)}, SA: [8]uint32{1}, SB: [8]uint32{1}}
 			b.runBound(kBinary, consts, &p, [3]int{groups(cnt, elementwiseWG), 1, 1},
 				[]binding{winBind(out, start, cnt), winBind(x, start, cnt), winBind(y, start, cnt)})
@@ -170,6 +177,9 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 		sb[i], sb[j] = sb[j], sb[i]
 	}
 	n := os.Numel()
+	if !b.bindable(name, x, y, out) {
+		return out
+	}
 	p := ewParams{N: uint32(n), Op: uint32(op), Rank: uint32(len(dims)),
 		Shape: pack8(name, dims), SA: pack8(name, sa), SB: pack8(name, sb)}
 	b.run(kBinary, consts, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, x, y)
@@ -222,8 +232,8 @@ func (b *Backend) LinComb(coeffs []float32, ts ...backend.Tensor) backend.Tensor
 		for i, t := range in {
 			consts[names[i]] = dtCode(t.dtype)
 		}
-		out := b.alloc(shape, tensor.F32, false)
-		b.flatWindows(n, append([]*Tensor{out}, in...), func(start, cnt int) {
+		out := b.alloc("LinComb", shape, tensor.F32, false)
+		b.flatWindows("LinComb", kLinComb, n, append([]*Tensor{out}, in...), func(start, cnt int) {
 			q := p
 			q.N = uint32(cnt)
 			bs := []binding{winBind(out, start, cnt)}

@@ -42,8 +42,12 @@ type gatherParams struct {
 // copyRegion records a strided copy of the region shape from src (element
 // strides ss, offset srcOff) into out (strides ds, offset dstOff).
 // Dimensions of size 1 are dropped and contiguous runs merged so any rank
-// fits the kernel.
-func (b *Backend) copyRegion(name string, out, src *Tensor, shape tensor.Shape, ss, ds []int, srcOff, dstOff int) {
+// fits the kernel. It reports false, with a LimitError for name, when a
+// tensor does not fit one storage binding.
+func (b *Backend) copyRegion(name string, out, src *Tensor, shape tensor.Shape, ss, ds []int, srcOff, dstOff int) bool {
+	if !b.bindable(name, src, out) {
+		return false
+	}
 	var dims, s1, d1 []int
 	for i := len(shape) - 1; i >= 0; i-- {
 		if shape[i] == 1 {
@@ -64,6 +68,7 @@ func (b *Backend) copyRegion(name string, out, src *Tensor, shape tensor.Shape, 
 	p := copyParams{N: uint32(n), Rank: uint32(len(dims)), SrcOff: uint32(srcOff), DstOff: uint32(dstOff),
 		Shape: pack8(name, dims), SS: pack8(name, s1), DS: pack8(name, d1)}
 	b.run(kStrided, map[string]float64{"DT_A": dtCode(src.dtype)}, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, src)
+	return true
 }
 
 // Permute returns a copy of t whose dimension i is t's dimension perm[i].
@@ -85,7 +90,7 @@ func (b *Backend) Permute(tt backend.Tensor, perm ...int) backend.Tensor {
 		outShape[i] = t.shape[p]
 		ss[i] = in[p]
 	}
-	out := b.alloc(outShape, tensor.F32, false)
+	out := b.alloc("Permute", outShape, tensor.F32, false)
 	b.copyRegion("Permute", out, t, outShape, ss, contiguousStrides(outShape), 0, 0)
 	return out
 }
@@ -125,11 +130,13 @@ func (b *Backend) Concat(axis int, ts ...backend.Tensor) backend.Tensor {
 		}
 		outShape[axis] += x.shape[axis]
 	}
-	out := b.alloc(outShape, tensor.F32, false)
+	out := b.alloc("Concat", outShape, tensor.F32, false)
 	ds := contiguousStrides(outShape)
 	pos := 0
 	for _, x := range xs {
-		b.copyRegion("Concat", out, x, x.shape, contiguousStrides(x.shape), ds, 0, pos*ds[axis])
+		if !b.copyRegion("Concat", out, x, x.shape, contiguousStrides(x.shape), ds, 0, pos*ds[axis]) {
+			break
+		}
 		pos += x.shape[axis]
 	}
 	return out
@@ -144,7 +151,7 @@ func (b *Backend) Slice(tt backend.Tensor, axis, start, end int) backend.Tensor 
 	}
 	outShape := t.shape.Clone()
 	outShape[axis] = end - start
-	out := b.alloc(outShape, tensor.F32, false)
+	out := b.alloc("Slice", outShape, tensor.F32, false)
 	ss := contiguousStrides(t.shape)
 	b.copyRegion("Slice", out, t, outShape, ss, contiguousStrides(outShape), start*ss[axis], 0)
 	return out
@@ -157,12 +164,15 @@ func (b *Backend) ResizeNearest(xt backend.Tensor, outH, outW int) backend.Tenso
 		panic(fmt.Sprintf("webgpu: ResizeNearest %v to %dx%d: need a 4-D input and a positive size", x.shape, outH, outW))
 	}
 	B, C, H, W := x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-	out := b.alloc(tensor.Shape{B, C, outH, outW}, tensor.F32, false)
+	out := b.alloc("ResizeNearest", tensor.Shape{B, C, outH, outW}, tensor.F32, false)
 	n := B * C * outH * outW
 	if H == 0 || W == 0 {
 		if n > 0 {
 			panic(fmt.Sprintf("webgpu: ResizeNearest of empty %v to %dx%d", x.shape, outH, outW))
 		}
+		return out
+	}
+	if !b.bindable("ResizeNearest", x, out) {
 		return out
 	}
 	p := resizeParams{N: uint32(n), InH: uint32(H), InW: uint32(W), OutH: uint32(outH), OutW: uint32(outW),
@@ -183,12 +193,12 @@ func (b *Backend) Gather(tableT backend.Tensor, ids []int32) backend.Tensor {
 			panic(fmt.Sprintf("webgpu: Gather: id %d at position %d out of range for table %v", id, i, t.shape))
 		}
 	}
-	out := b.alloc(tensor.Shape{len(ids), D}, tensor.F32, false)
+	out := b.alloc("Gather", tensor.Shape{len(ids), D}, tensor.F32, false)
 	n := len(ids) * D
-	if n == 0 {
+	if n == 0 || !b.bindable("Gather", t, out) {
 		return out
 	}
-	idt := b.alloc(tensor.Shape{len(ids)}, tensor.I32, true)
+	idt := b.alloc("Gather", tensor.Shape{len(ids)}, tensor.I32, true)
 	raw := make([]byte, 4*len(ids))
 	for i, id := range ids {
 		binary.LittleEndian.PutUint32(raw[4*i:], uint32(id))

@@ -102,9 +102,9 @@ func (b *Backend) MatMul(x, y, biasT backend.Tensor, opt backend.MatMulOpts) bac
 		p.BShape[3-i] = uint32(dims[i])
 		p.BStride[3-i] = uint32(strides[i])
 	}
-	out := b.alloc(g.Out, tensor.F32, false)
+	out := b.alloc("MatMul", g.Out, tensor.F32, false)
 	nBatch := aBatch.Numel()
-	if nBatch == 0 || M == 0 || N == 0 {
+	if nBatch == 0 || M == 0 || N == 0 || !b.bindable("MatMul", a, w, bs, out) {
 		return out
 	}
 	p.M, p.N, p.K, p.ABs = uint32(M), uint32(N), uint32(K), uint32(M*K)
@@ -131,8 +131,8 @@ func (b *Backend) Conv2D(xt, wt, biasT backend.Tensor, opt backend.Conv2DOpts) b
 	}
 	B, Cin, H, W, Cout, kh, kw := g.B, g.Cin, g.H, g.W, g.Cout, g.KH, g.KW
 	s, OH, OW := g.Stride, g.OutH, g.OutW
-	out := b.alloc(g.Out(), tensor.F32, false)
-	if B*Cout*OH*OW == 0 {
+	out := b.alloc("Conv2D", g.Out(), tensor.F32, false)
+	if B*Cout*OH*OW == 0 || !b.bindable("Conv2D", x, w, bs, out) {
 		return out
 	}
 	p := convParams{Cin: uint32(Cin), H: uint32(H), W: uint32(W), Cout: uint32(Cout), OH: uint32(OH), OW: uint32(OW),
@@ -169,8 +169,8 @@ func (b *Backend) Attention(qt, kt, vt, biasT backend.Tensor, opt backend.Attent
 	if opt.Scale == 0 {
 		p.Scale = float32(1 / math.Sqrt(float64(D)))
 	}
-	out := b.alloc(g.Out(), tensor.F32, false)
-	if B*Nq*H*Dv == 0 {
+	out := b.alloc("Attention", g.Out(), tensor.F32, false)
+	if B*Nq*H*Dv == 0 || !b.bindable("Attention", q, k, v, bs, out) {
 		return out
 	}
 	if Nk == 0 {

@@ -67,11 +67,11 @@ func (b *Backend) GroupNorm(xt, gammaT, betaT backend.Tensor, groups int, eps fl
 	if silu {
 		flags |= normSiLU
 	}
-	out := b.alloc(x.shape, tensor.F32, false)
+	out := b.alloc("GroupNorm", x.shape, tensor.F32, false)
 	sets := B * groups
 	p := normParams{Len: uint32(C / groups * hw), HW: uint32(hw), Ch: uint32(C), Groups: uint32(groups),
 		Eps: eps, Flags: flags, Sets: uint32(sets)}
-	if p.Len == 0 {
+	if p.Len == 0 || !b.bindable("GroupNorm", x, gamma, beta, out) {
 		return out
 	}
 	b.run(kGroupNorm, consts, &p, [3]int{sets, 1, 1}, out, x, g, be)
@@ -88,8 +88,8 @@ func (b *Backend) rowNorm(op string, x, gamma, beta *Tensor, eps float32, rms bo
 	if rms {
 		flags |= normRMS
 	}
-	out := b.alloc(x.shape, tensor.F32, false)
-	if D == 0 {
+	out := b.alloc(op, x.shape, tensor.F32, false)
+	if D == 0 || !b.bindable(op, x, gamma, beta, out) {
 		return out
 	}
 	rows := x.shape.Numel() / D
@@ -115,8 +115,8 @@ func (b *Backend) Softmax(xt backend.Tensor) backend.Tensor {
 		panic("webgpu: Softmax of a scalar")
 	}
 	D := x.shape[x.shape.Rank()-1]
-	out := b.alloc(x.shape, tensor.F32, false)
-	if D == 0 {
+	out := b.alloc("Softmax", x.shape, tensor.F32, false)
+	if D == 0 || !b.bindable("Softmax", x, out) {
 		return out
 	}
 	rows := x.shape.Numel() / D

@@ -52,9 +52,13 @@ func sizeClass(n uint64) uint64 {
 // with the lowest id, so that a loop that allocates and frees in the same
 // pattern gets the same buffers every iteration (and its cached bind
 // groups). With forWrite, a free buffer still used by unsubmitted commands
-// (lastUse == epoch) is not taken.
-func (p *pool) get(n uint64, forWrite bool, epoch uint64) *buffer {
+// (lastUse == epoch) is not taken. n is at most limit, the device's
+// maxBufferSize; a size class above it is replaced by n itself.
+func (p *pool) get(n, limit uint64, forWrite bool, epoch uint64) *buffer {
 	c := sizeClass(n)
+	if c > limit {
+		c = max(256, (n+3)&^3)
+	}
 	list := p.free[c]
 	best := -1
 	for i, bf := range list {

@@ -229,10 +229,13 @@ func (b *Backend) run(k kernel, consts map[string]float64, params any, grid [3]i
 }
 
 // runBound is run with explicit byte ranges: bs[0] is the output, bs[1:]
-// the inputs. A range larger than the device's maxStorageBufferBindingSize
-// is a programming error of the op (it must window its work).
+// the inputs. Ops keep every range within the device's
+// maxStorageBufferBindingSize (windowing their work, or recording a
+// LimitError instead of running); a larger range is still refused here
+// with a LimitError naming the kernel. Once the backend has an error,
+// nothing more is recorded: no result can be read back.
 func (b *Backend) runBound(k kernel, consts map[string]float64, params any, grid [3]int, bs []binding) {
-	if grid[0] == 0 || grid[1] == 0 || grid[2] == 0 {
+	if grid[0] == 0 || grid[1] == 0 || grid[2] == 0 || b.err != nil {
 		return
 	}
 	if len(bs) != k.inputs+1 {
@@ -240,8 +243,8 @@ func (b *Backend) runBound(k kernel, consts map[string]float64, params any, grid
 	}
 	for _, x := range bs {
 		if x.size > b.maxBinding {
-			panic(fmt.Sprintf("webgpu: kernel %s: tensor %v %v needs a %d-byte binding, above the device's maxStorageBufferBindingSize %d",
-				k.entry, x.t.dtype, x.t.shape, x.size, b.maxBinding))
+			b.limitErr("kernel "+k.entry, x.t)
+			return
 		}
 	}
 	pipe := b.pipeline(k, consts)
@@ -269,11 +272,7 @@ func (b *Backend) runBound(k kernel, consts map[string]float64, params any, grid
 			}
 		}
 	}
-	ks := b.kstats[k.entry]
-	if ks == nil {
-		ks = &KernelStats{}
-		b.kstats[k.entry] = ks
-	}
+	ks := b.kstat(k)
 	ks.Calls++
 	ks.MaxGroups = max(ks.MaxGroups, grid[0]*grid[1]*grid[2])
 	if len(chunks) > 1 {

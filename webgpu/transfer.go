@@ -22,7 +22,7 @@ func (b *Backend) Upload(h *tensor.Host) backend.Tensor {
 	for i, v := range h.Data {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
 	}
-	t := b.alloc(h.Shape, tensor.F32, true)
+	t := b.alloc("Upload", h.Shape, tensor.F32, true)
 	b.write(t, raw)
 	return t
 }
@@ -37,7 +37,7 @@ func (b *Backend) UploadRaw(r *tensor.Raw) backend.Tensor {
 	if len(r.Bytes) != n {
 		panic(fmt.Sprintf("webgpu: UploadRaw: %d bytes for %v %v (want %d)", len(r.Bytes), r.DType, r.Shape, n))
 	}
-	t := b.alloc(r.Shape, r.DType, true)
+	t := b.alloc("UploadRaw", r.Shape, r.DType, true)
 	if n%4 != 0 {
 		padded := make([]byte, (n+3)&^3)
 		copy(padded, r.Bytes)
@@ -48,9 +48,10 @@ func (b *Backend) UploadRaw(r *tensor.Raw) backend.Tensor {
 	return t
 }
 
-// write fills t's buffer from Go bytes (a multiple of 4 long).
+// write fills t's buffer from Go bytes (a multiple of 4 long); a
+// placeholder tensor (above maxBufferSize) has nothing to fill.
 func (b *Backend) write(t *Tensor, raw []byte) {
-	if len(raw) > 0 {
+	if len(raw) > 0 && t.st.buf != nil {
 		b.dev.Queue.WriteBuffer(t.st.buf.gb, 0, raw)
 	}
 }
@@ -99,7 +100,11 @@ func (b *Backend) NewWriter(dt tensor.DType, shape tensor.Shape) (*Writer, error
 	if err := b.Err(); err != nil {
 		return nil, err
 	}
-	t := b.alloc(shape, dt, true)
+	t := b.alloc("upload", shape, dt, true)
+	if t.st.buf == nil {
+		b.Free(t)
+		return nil, b.Err()
+	}
 	return &Writer{b: b, t: t, want: t.bytes(), carry: gpu.NewUint8Array(4)}, nil
 }
 
