@@ -4,6 +4,13 @@
 // tile loader reads x[b, ci, oy·s − pad + ky, ox·s − pad + kx], zero outside.
 // The weight [Cout, Cin, KH, KW] is already the row-major [Cout, K] matrix.
 // Tiling as in matmul.wgsl; the filter (and bias) may be f32, f16 or bf16.
+//
+// A dispatch computes output channels [co0, co0+co_n) of one band and sums
+// input channels [ci0, ci0+ci_n) only; with flag 2 it adds that partial
+// sum to what out already holds, so a convolution whose tensors exceed a
+// storage binding runs as several dispatches over channel windows. x, wt
+// and out may be bound from an element offset (x_off, w_off, out_off) that
+// every index is reduced by.
 
 struct ConvParams {
     base: vec4<u32>,
@@ -17,8 +24,16 @@ struct ConvParams {
     kw: u32,
     stride: u32,
     pad: u32,
-    flags: u32, // 1: add bias[Cout]
+    flags: u32, // 1: add bias[Cout], 2: accumulate into out
     _pad: u32,
+    x_off: u32,   // element index of x where its binding starts
+    w_off: u32,   // element index of the filter where its binding starts
+    out_off: u32, // element index of out where its binding starts
+    batch: u32,   // first batch of this dispatch (added to base.z)
+    co0: u32,     // first output channel of the band
+    co_n: u32,    // output channels in the band
+    ci0: u32,     // first input channel summed
+    ci_n: u32,    // input channels summed
 }
 
 override WG: u32 = 16u;
@@ -44,20 +59,22 @@ fn ld_bias(i: u32) -> f32 { return decode(bias[word_index(i, DT_C)], i, DT_C); }
 @compute @workgroup_size(WG, WG)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let np = P.oh * P.ow;
-    let kt = P.cin * P.kh * P.kw;
-    let tile_n = (P.base.x + wid.x) * TILE;
-    let tile_m = (P.base.y + wid.y) * TILE;
-    let batch = P.base.z + wid.z;
-    let tid = lid.y * WG + lid.x;
     let khw = P.kh * P.kw;
+    let kt = P.cin * khw;    // filter row length
+    let kb = P.ci_n * khw;   // summed part of the row
+    let k_first = P.ci0 * khw;
+    let tile_n = (P.base.x + wid.x) * TILE;
+    let tile_m = (P.base.y + wid.y) * TILE; // within the band
+    let batch = P.batch + P.base.z + wid.z;
+    let tid = lid.y * WG + lid.x;
     var acc: array<f32, 16>;
-    for (var k0 = 0u; k0 < kt; k0 += TK) {
+    for (var k0 = 0u; k0 < kb; k0 += TK) {
         for (var e = tid; e < TK * TILE; e += WG * WG) {
             let kk = e % TK;
             let mm = e / TK;
             var v = 0.0;
-            if (tile_m + mm < P.cout && k0 + kk < kt) {
-                v = ld_w((tile_m + mm) * kt + k0 + kk);
+            if (tile_m + mm < P.co_n && k0 + kk < kb) {
+                v = ld_w((P.co0 + tile_m + mm) * kt + k_first + k0 + kk - P.w_off);
             }
             As[kk * TILE + mm] = v;
         }
@@ -67,13 +84,13 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
             var v = 0.0;
             let p = tile_n + nn;
             let k = k0 + kk;
-            if (p < np && k < kt) {
-                let ci = k / khw;
+            if (p < np && k < kb) {
+                let ci = P.ci0 + k / khw;
                 let r = k % khw;
                 let iy = i32((p / P.ow) * P.stride + r / P.kw) - i32(P.pad);
                 let ix = i32((p % P.ow) * P.stride + r % P.kw) - i32(P.pad);
                 if (iy >= 0 && iy < i32(P.h) && ix >= 0 && ix < i32(P.w)) {
-                    v = ld_x(((batch * P.cin + ci) * P.h + u32(iy)) * P.w + u32(ix));
+                    v = ld_x(((batch * P.cin + ci) * P.h + u32(iy)) * P.w + u32(ix) - P.x_off);
                 }
             }
             Bs[kk * TILE + nn] = v;
@@ -95,15 +112,20 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
-        let co = tile_m + lid.y + i * WG;
+        let m = tile_m + lid.y + i * WG;
+        let co = P.co0 + m;
         for (var j = 0u; j < 4u; j++) {
             let p = tile_n + lid.x + j * WG;
-            if (co < P.cout && p < np) {
+            if (m < P.co_n && p < np) {
+                let o = (batch * P.cout + co) * np + p - P.out_off;
                 var v = acc[i * 4u + j];
                 if ((P.flags & 1u) != 0u) {
                     v += ld_bias(co);
                 }
-                out[(batch * P.cout + co) * np + p] = v;
+                if ((P.flags & 2u) != 0u) {
+                    v += out[o];
+                }
+                out[o] = v;
             }
         }
     }

@@ -9,6 +9,10 @@ struct Params {
     rank: u32,    // binary: dimensions; lincomb: inputs used (1..4)
     _pad: u32,
     f: vec4<f32>, // unary: scale, shift, lo, hi; lincomb: coefficients
+    // binary windows: x is the output index of this dispatch's first
+    // element; y, z and w are the element indices where out, a and b are
+    // bound from (each index into them is reduced by it).
+    win: vec4<u32>,
     shape: array<vec4<u32>, 2>, // binary: output shape (rank ≤ 8)
     sa: array<vec4<u32>, 2>,    // binary: a's strides (0 where broadcast)
     sb: array<vec4<u32>, 2>,    // binary: b's strides
@@ -103,7 +107,8 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     if (i >= P.n) {
         return;
     }
-    var rem = i;
+    let g = P.win.x + i;
+    var rem = g;
     var ia = 0u;
     var ib = 0u;
     for (var k = i32(P.rank) - 1; k >= 0; k--) {
@@ -113,7 +118,7 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         ia += idx * dim8(P.sa, u32(k));
         ib += idx * dim8(P.sb, u32(k));
     }
-    out[i] = binary_fn(P.op, ld_a(ia), ld_b(ib));
+    out[g - P.win.y] = binary_fn(P.op, ld_a(ia - P.win.z), ld_b(ib - P.win.w));
 }
 
 @compute @workgroup_size(WG)

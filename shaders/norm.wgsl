@@ -2,6 +2,11 @@
 // GroupNorm and LayerNorm use the biased variance, computed in two passes
 // (mean, then Σ(x−μ)²) for accuracy; RMSNorm is T5's LayerNorm
 // (SD_SEMANTICS.md §2).
+//
+// A dispatch handles the sets [set0, set0+sets); x and out may be bound
+// from an element offset (x_off, out_off) that every index is reduced by,
+// so tensors above a storage binding are normalised in windows of whole
+// sets.
 
 struct NormParams {
     base: vec4<u32>,
@@ -13,8 +18,12 @@ struct NormParams {
     groups: u32,
     eps: f32,
     flags: u32, // 1: gamma, 2: beta, 4: SiLU after, 8: RMS (no mean)
-    sets: u32,  // number of normalised sets (workgroups doing work)
+    sets: u32,  // normalised sets of this dispatch (workgroups doing work)
     _p1: u32,
+    set0: u32,    // the first set of this dispatch
+    out_off: u32, // element index of out where its binding starts
+    x_off: u32,   // element index of x where its binding starts
+    _p2: u32,
 }
 
 override WG: u32 = 256u;
@@ -28,7 +37,11 @@ override DT_C: u32 = 0u;
 @group(0) @binding(3) var<storage, read> gamma: array<u32>;
 @group(0) @binding(4) var<storage, read> beta: array<u32>;
 
-fn ld_x(i: u32) -> f32 { return decode(x[word_index(i, DT_A)], i, DT_A); }
+// ld_x reads element i of x (a global index).
+fn ld_x(i: u32) -> f32 {
+    let j = i - P.x_off;
+    return decode(x[word_index(j, DT_A)], j, DT_A);
+}
 fn ld_gamma(i: u32) -> f32 { return decode(gamma[word_index(i, DT_B)], i, DT_B); }
 fn ld_beta(i: u32) -> f32 { return decode(beta[word_index(i, DT_C)], i, DT_C); }
 
@@ -80,10 +93,11 @@ fn finish(v: f32, ch: u32) -> f32 {
 // group_norm handles one (batch, group): len = (C/G)·HW contiguous values.
 @compute @workgroup_size(WG)
 fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let gi = flat_wg(P.base, wid);
-    if (gi >= P.sets) {
+    let wi = flat_wg(P.base, wid);
+    if (wi >= P.sets) {
         return;
     }
+    let gi = P.set0 + wi;
     let start = gi * P.len;
     let c0 = (gi % P.groups) * (P.ch / P.groups);
     var s = 0.0;
@@ -98,18 +112,18 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
     let rstd = inverseSqrt(reduce_sum(li, q) / f32(P.len) + P.eps);
     for (var i = li; i < P.len; i += WG) {
-        out[start + i] = finish((ld_x(start + i) - mean) * rstd, c0 + i / P.hw);
+        out[start + i - P.out_off] = finish((ld_x(start + i) - mean) * rstd, c0 + i / P.hw);
     }
 }
 
 // layer_norm normalises one row of length len; with flag 8 it is RMSNorm.
 @compute @workgroup_size(WG)
 fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = flat_wg(P.base, wid);
-    if (row >= P.sets) {
+    let wi = flat_wg(P.base, wid);
+    if (wi >= P.sets) {
         return;
     }
-    let start = row * P.len;
+    let start = (P.set0 + wi) * P.len;
     let rms = (P.flags & 8u) != 0u;
     var mean = 0.0;
     if (!rms) {
@@ -126,18 +140,18 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
     let rstd = inverseSqrt(reduce_sum(li, q) / f32(P.len) + P.eps);
     for (var i = li; i < P.len; i += WG) {
-        out[start + i] = finish((ld_x(start + i) - mean) * rstd, i);
+        out[start + i - P.out_off] = finish((ld_x(start + i) - mean) * rstd, i);
     }
 }
 
 // softmax over one row: exp(x − max) / Σ exp(x − max).
 @compute @workgroup_size(WG)
 fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = flat_wg(P.base, wid);
-    if (row >= P.sets) {
+    let wi = flat_wg(P.base, wid);
+    if (wi >= P.sets) {
         return;
     }
-    let start = row * P.len;
+    let start = (P.set0 + wi) * P.len;
     var m = LOWEST;
     for (var i = li; i < P.len; i += WG) {
         m = max(m, ld_x(start + i));
@@ -149,6 +163,6 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
     let inv = 1.0 / reduce_sum(li, s);
     for (var i = li; i < P.len; i += WG) {
-        out[start + i] = exp(ld_x(start + i) - m) * inv;
+        out[start + i - P.out_off] = exp(ld_x(start + i) - m) * inv;
     }
 }

@@ -8,6 +8,14 @@
 // the inputs, bound as array<u32> and decoded by the override constants
 // DT_A, DT_B, ... (0 f32, 1 f16, 2 bf16). Workgroup sizes are the override
 // constant WG.
+//
+// A tensor above the device's maxStorageBufferBindingSize is bound in
+// windows: a range of its buffer starting at a multiple of
+// minStorageBufferOffsetAlignment. Kernels that run over such windows
+// (binary, strided, resize_nearest, the norms, conv2d) take, in their
+// parameter struct, the element index where each windowed binding starts
+// and subtract it from their global indices, along with the part of the
+// index space the dispatch covers.
 package shaders
 
 import (

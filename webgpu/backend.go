@@ -206,12 +206,15 @@ func (b *Backend) Sync() error {
 	return b.Err()
 }
 
-// Close submits pending work, waits for the queue and destroys the device.
+// Close submits pending work, waits for the queue, destroys the device
+// and waits until the browser reports it gone. It returns the backend's
+// error, if any, and the queue's.
 func (b *Backend) Close() error {
 	b.rec.flush()
-	err := b.dev.Queue.OnSubmittedWorkDone()
+	err := errors.Join(b.err, b.dev.Queue.OnSubmittedWorkDone())
 	b.dev.Destroy()
-	return errors.Join(b.err, err)
+	<-b.dev.Lost()
+	return err
 }
 
 // storage is a buffer shared by a tensor and its reshaped views; it goes

@@ -25,6 +25,7 @@ type ewParams struct {
 	N, Op, Rank   uint32
 	_             uint32
 	F             [4]float32
+	Win           [4]uint32 // binary: first output index; out, a, b binding starts
 	Shape, SA, SB [8]uint32
 }
 
@@ -43,24 +44,23 @@ func groups(n, wg int) int { return (n + wg - 1) / wg }
 // every binding offset is 256-byte aligned and F16 pairs stay whole). When
 // 256 elements do not fit it records a LimitError for op instead.
 func (b *Backend) flatWindows(op string, k kernel, n int, ts []*Tensor, f func(start, cnt int)) {
-	fits := true
-	for _, t := range ts {
-		fits = fits && bindSize(t) <= b.maxBinding
-	}
-	if fits {
-		f(0, n)
-		b.noteWindows(k, 1)
+	fit := fitter{b: b}
+	wins, ok := split(n, 256, func(s span) bool {
+		for _, t := range ts {
+			if !fit.fits(t, s) {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		b.limitErr(op, fit.bad)
 		return
 	}
-	w := int(b.maxBinding/4) &^ 255
-	if w == 0 {
-		b.bindable(op, ts...)
-		return
+	for _, s := range wins {
+		f(s.lo, s.hi-s.lo)
 	}
-	for start := 0; start < n; start += w {
-		f(start, min(w, n-start))
-	}
-	b.noteWindows(k, (n+w-1)/w)
+	b.noteWindows(k, len(wins))
 }
 
 // winBind binds elements [start, start+cnt) of t.
@@ -123,7 +123,11 @@ func pack8(name string, vals []int) [8]uint32 {
 	return a
 }
 
-// Binary applies op with NumPy broadcasting.
+// Binary applies op with NumPy broadcasting. Tensors above the storage
+// binding limit are processed in windows of the output: an input of the
+// output's shape, or one broadcast only along trailing dimensions (a
+// [B, C, 1, 1] against [B, C, H, W]), is bound over just the elements the
+// window reads; any other input must fit one binding whole.
 func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Tensor {
 	name := "Binary " + op.String()
 	if int(op) < 0 || int(op) >= len(backend.BinaryOps()) {
@@ -137,19 +141,12 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 	r := len(os)
 	xs, ys := padShape(x.shape, r), padShape(y.shape, r)
 	out := b.alloc(name, os, tensor.F32, false)
-	consts := map[string]float64{"DT_A": dtCode(x.dtype), "DT_B": dtCode(y.dtype)}
-	if x.shape.Equal(os) && y.shape.Equal(os) {
-		// No broadcast: a flat loop, windowed for tensors above the binding
-		// limit.
-		b.flatWindows(name, kBinary, os.Numel(), []*Tensor{x, y, out}, func(start, cnt int) {
-			p := ewParams{N: uint32(cnt), Op: uint32(op), Rank: 1, Shape: [8]uint32{uint32(cnt)}, SA: [8]uint32{1}, SB: [8]uint32{1}}
-			b.runBound(kBinary, consts, &p, [3]int{groups(cnt, elementwiseWG), 1, 1},
-				[]binding{winBind(out, start, cnt), winBind(x, start, cnt), winBind(y, start, cnt)})
-		})
+	n := os.Numel()
+	if n == 0 {
 		return out
 	}
 	// Merge runs of dimensions with the same broadcast pattern, so that any
-	// rank fits the kernel's eight.
+	// rank fits the kernel's eight (same shapes merge into one dimension).
 	var dims, sa, sb []int
 	cx, cy := contiguousStrides(xs), contiguousStrides(ys)
 	for i := r - 1; i >= 0; i-- {
@@ -176,13 +173,31 @@ func (b *Backend) Binary(op backend.BinaryOp, at, bt backend.Tensor) backend.Ten
 		sa[i], sa[j] = sa[j], sa[i]
 		sb[i], sb[j] = sb[j], sb[i]
 	}
-	n := os.Numel()
-	if !b.bindable(name, x, y, out) {
+	nx, ny := x.shape.Numel(), y.shape.Numel()
+	ranges := func(s span) (span, span) {
+		return strideRange(dims, sa, 0, nx, s), strideRange(dims, sb, 0, ny, s)
+	}
+	fit := fitter{b: b}
+	wins, ok := split(n, 1, func(s span) bool {
+		ra, rb := ranges(s)
+		return fit.fits(out, s) && fit.fits(x, ra) && fit.fits(y, rb)
+	})
+	if !ok {
+		b.limitErr(name, fit.bad)
 		return out
 	}
-	p := ewParams{N: uint32(n), Op: uint32(op), Rank: uint32(len(dims)),
+	consts := map[string]float64{"DT_A": dtCode(x.dtype), "DT_B": dtCode(y.dtype)}
+	p := ewParams{Op: uint32(op), Rank: uint32(len(dims)),
 		Shape: pack8(name, dims), SA: pack8(name, sa), SB: pack8(name, sb)}
-	b.run(kBinary, consts, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, x, y)
+	for _, s := range wins {
+		ra, rb := ranges(s)
+		wo, oOff := b.window(out, s)
+		wa, aOff := b.window(x, ra)
+		wb, bOff := b.window(y, rb)
+		p.N, p.Win = uint32(s.hi-s.lo), [4]uint32{uint32(s.lo), oOff, aOff, bOff}
+		b.runBound(kBinary, consts, &p, [3]int{groups(s.hi-s.lo, elementwiseWG), 1, 1}, []binding{wo, wa, wb})
+	}
+	b.noteWindows(kBinary, len(wins))
 	return out
 }
 

@@ -21,6 +21,7 @@ var (
 type copyParams struct {
 	Base                    [4]uint32
 	N, Rank, SrcOff, DstOff uint32
+	Start, OutOff, AOff, _  uint32
 	Shape, SS, DS           [8]uint32
 }
 
@@ -29,7 +30,8 @@ type resizeParams struct {
 	Base                    [4]uint32
 	N, InH, InW, OutH, OutW uint32
 	RatioH, RatioW          float32
-	_                       uint32
+	Start, OutOff, AOff     uint32
+	_, _, _                 uint32
 }
 
 // gatherParams mirrors GatherParams.
@@ -42,12 +44,12 @@ type gatherParams struct {
 // copyRegion records a strided copy of the region shape from src (element
 // strides ss, offset srcOff) into out (strides ds, offset dstOff).
 // Dimensions of size 1 are dropped and contiguous runs merged so any rank
-// fits the kernel. It reports false, with a LimitError for name, when a
-// tensor does not fit one storage binding.
-func (b *Backend) copyRegion(name string, out, src *Tensor, shape tensor.Shape, ss, ds []int, srcOff, dstOff int) bool {
-	if !b.bindable(name, src, out) {
-		return false
-	}
+// fits the kernel. Above the storage binding limit the region is copied in
+// windows, each binding the source and destination elements it touches
+// when their indices grow with the region's (slices and concatenation
+// parts); a permutation must fit one binding. It reports false, with a
+// LimitError for op, when the copy cannot be windowed.
+func (b *Backend) copyRegion(op string, out, src *Tensor, shape tensor.Shape, ss, ds []int, srcOff, dstOff int) bool {
 	var dims, s1, d1 []int
 	for i := len(shape) - 1; i >= 0; i-- {
 		if shape[i] == 1 {
@@ -65,9 +67,33 @@ func (b *Backend) copyRegion(name string, out, src *Tensor, shape tensor.Shape, 
 		d1[i], d1[j] = d1[j], d1[i]
 	}
 	n := shape.Numel()
-	p := copyParams{N: uint32(n), Rank: uint32(len(dims)), SrcOff: uint32(srcOff), DstOff: uint32(dstOff),
-		Shape: pack8(name, dims), SS: pack8(name, s1), DS: pack8(name, d1)}
-	b.run(kStrided, map[string]float64{"DT_A": dtCode(src.dtype)}, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, src)
+	if n == 0 {
+		return true
+	}
+	ns, no := src.shape.Numel(), out.shape.Numel()
+	ranges := func(s span) (span, span) {
+		return strideRange(dims, s1, srcOff, ns, s), strideRange(dims, d1, dstOff, no, s)
+	}
+	fit := fitter{b: b}
+	wins, ok := split(n, 1, func(s span) bool {
+		rs, rd := ranges(s)
+		return fit.fits(src, rs) && fit.fits(out, rd)
+	})
+	if !ok {
+		b.limitErr(op, fit.bad)
+		return false
+	}
+	p := copyParams{Rank: uint32(len(dims)), SrcOff: uint32(srcOff), DstOff: uint32(dstOff),
+		Shape: pack8(op, dims), SS: pack8(op, s1), DS: pack8(op, d1)}
+	consts := map[string]float64{"DT_A": dtCode(src.dtype)}
+	for _, s := range wins {
+		rs, rd := ranges(s)
+		bo, oo := b.window(out, rd)
+		ba, ao := b.window(src, rs)
+		p.N, p.Start, p.OutOff, p.AOff = uint32(s.hi-s.lo), uint32(s.lo), oo, ao
+		b.runBound(kStrided, consts, &p, [3]int{groups(s.hi-s.lo, elementwiseWG), 1, 1}, []binding{bo, ba})
+	}
+	b.noteWindows(kStrided, len(wins))
 	return true
 }
 
@@ -158,6 +184,8 @@ func (b *Backend) Slice(tt backend.Tensor, axis, start, end int) backend.Tensor 
 }
 
 // ResizeNearest resizes x [B, C, H, W] with PyTorch's nearest rule.
+// Above the storage binding limit it runs over windows of the output, each
+// binding the input rows that window reads.
 func (b *Backend) ResizeNearest(xt backend.Tensor, outH, outW int) backend.Tensor {
 	x := get("ResizeNearest", xt)
 	if x.shape.Rank() != 4 || outH <= 0 || outW <= 0 {
@@ -172,12 +200,41 @@ func (b *Backend) ResizeNearest(xt backend.Tensor, outH, outW int) backend.Tenso
 		}
 		return out
 	}
-	if !b.bindable("ResizeNearest", x, out) {
+	if n == 0 {
 		return out
 	}
-	p := resizeParams{N: uint32(n), InH: uint32(H), InW: uint32(W), OutH: uint32(outH), OutW: uint32(outW),
+	p := resizeParams{InH: uint32(H), InW: uint32(W), OutH: uint32(outH), OutW: uint32(outW),
 		RatioH: float32(H) / float32(outH), RatioW: float32(W) / float32(outW)}
-	b.run(kResize, map[string]float64{"DT_A": dtCode(x.dtype)}, &p, [3]int{groups(n, elementwiseWG), 1, 1}, out, x)
+	// The source row of output row oy is ⌊oy·ratio⌋ (in float32, clamped);
+	// it never decreases, so a window of the output reads the input rows
+	// from its first row's source to its last row's, taken here one row
+	// wider on each side so that the kernel's rounding cannot leave them.
+	inRows := func(s span) span {
+		row := func(i, d int) int {
+			plane, oy := i/(outH*outW), i/outW%outH
+			sy := min(int(float32(oy)*p.RatioH), H-1) + d
+			return plane*H + min(max(sy, 0), H-1)
+		}
+		return span{row(s.lo, -1) * W, (row(s.hi-1, 1) + 1) * W}
+	}
+	// Windows may end anywhere (unit 1): when downsampling, a few output
+	// elements already read several input rows.
+	fit := fitter{b: b}
+	wins, ok := split(n, 1, func(s span) bool {
+		return fit.fits(out, s) && fit.fits(x, inRows(s))
+	})
+	if !ok {
+		b.limitErr("ResizeNearest", fit.bad)
+		return out
+	}
+	consts := map[string]float64{"DT_A": dtCode(x.dtype)}
+	for _, s := range wins {
+		bo, oo := b.window(out, s)
+		ba, ao := b.window(x, inRows(s))
+		p.N, p.Start, p.OutOff, p.AOff = uint32(s.hi-s.lo), uint32(s.lo), oo, ao
+		b.runBound(kResize, consts, &p, [3]int{groups(s.hi-s.lo, elementwiseWG), 1, 1}, []binding{bo, ba})
+	}
+	b.noteWindows(kResize, len(wins))
 	return out
 }
 

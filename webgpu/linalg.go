@@ -42,7 +42,15 @@ type convParams struct {
 	Base                            [4]uint32
 	Cin, H, W, Cout, OH, OW, KH, KW uint32
 	Stride, Pad, Flags, _           uint32
+	XOff, WOff, OutOff, Batch       uint32
+	Co0, CoN, Ci0, CiN              uint32
 }
+
+// Flags of convParams.
+const (
+	convBias       = 1
+	convAccumulate = 2
+)
 
 // attnParams mirrors AttnParams in attention.wgsl.
 type attnParams struct {
@@ -122,7 +130,12 @@ func (b *Backend) MatMul(x, y, biasT backend.Tensor, opt backend.MatMulOpts) bac
 }
 
 // Conv2D convolves x [B, Cin, H, W] with w [Cout, Cin, kh, kw] (+ bias)
-// as an implicit GEMM.
+// as an implicit GEMM. When a tensor is above the storage binding limit,
+// each batch sample runs as bands of output channels (binding those
+// channels of out and those rows of w) times windows of input channels
+// (binding those channels of x), the partial sums over the input windows
+// accumulating in out. A channel of [H, W] is contiguous in NCHW, a band
+// of rows across channels is not, so the windows are whole channels.
 func (b *Backend) Conv2D(xt, wt, biasT backend.Tensor, opt backend.Conv2DOpts) backend.Tensor {
 	x, w, bs := get("Conv2D", xt), get("Conv2D", wt), getOpt("Conv2D", biasT)
 	g, err := backend.Conv2DShape(x.shape, w.shape, shapeOf(bs), opt)
@@ -132,18 +145,77 @@ func (b *Backend) Conv2D(xt, wt, biasT backend.Tensor, opt backend.Conv2DOpts) b
 	B, Cin, H, W, Cout, kh, kw := g.B, g.Cin, g.H, g.W, g.Cout, g.KH, g.KW
 	s, OH, OW := g.Stride, g.OutH, g.OutW
 	out := b.alloc("Conv2D", g.Out(), tensor.F32, false)
-	if B*Cout*OH*OW == 0 || !b.bindable("Conv2D", x, w, bs, out) {
+	if B*Cout*OH*OW == 0 {
 		return out
 	}
 	p := convParams{Cin: uint32(Cin), H: uint32(H), W: uint32(W), Cout: uint32(Cout), OH: uint32(OH), OW: uint32(OW),
-		KH: uint32(kh), KW: uint32(kw), Stride: uint32(s), Pad: uint32(opt.Padding)}
+		KH: uint32(kh), KW: uint32(kw), Stride: uint32(s), Pad: uint32(opt.Padding),
+		CoN: uint32(Cout), CiN: uint32(Cin)}
 	bias := w
 	if bs != nil {
-		bias, p.Flags = bs, 1
+		bias, p.Flags = bs, convBias
 	}
 	consts := map[string]float64{"DT_A": dtCode(w.dtype), "DT_B": dtCode(x.dtype), "DT_C": dtCode(bias.dtype)}
-	grid := [3]int{groups(OH*OW, gemmTile), groups(Cout, gemmTile), B}
-	b.run(kConv2D, consts, &p, grid, out, w, x, bias)
+	np, kt := OH*OW, Cin*kh*kw
+	if !b.bindable("Conv2D", bs) { // the bias is bound whole
+		return out
+	}
+	if bindSize(x) <= b.maxBinding && bindSize(w) <= b.maxBinding && bindSize(out) <= b.maxBinding {
+		b.run(kConv2D, consts, &p, [3]int{groups(np, gemmTile), groups(Cout, gemmTile), B}, out, w, x, bias)
+		b.noteWindows(kConv2D, 1)
+		return out
+	}
+	// The elements of channels c of batch sample n, in x and in out, and
+	// the filter rows of output channels c.
+	xs := func(n int, c span) span { return span{(n*Cin + c.lo) * H * W, (n*Cin + c.hi) * H * W} }
+	outs := func(n int, c span) span { return span{(n*Cout + c.lo) * np, (n*Cout + c.hi) * np} }
+	ws := func(c span) span { return span{c.lo * kt, c.hi * kt} }
+	fit := fitter{b: b}
+	ci, ok := split(Cin, 1, func(c span) bool {
+		for n := range B {
+			if !fit.fits(x, xs(n, c)) {
+				return false
+			}
+		}
+		return true
+	})
+	var co []span
+	if ok {
+		co, ok = split(Cout, 1, func(c span) bool {
+			for n := range B {
+				if !fit.fits(out, outs(n, c)) {
+					return false
+				}
+			}
+			return fit.fits(w, ws(c))
+		})
+	}
+	if !ok {
+		b.limitErr("Conv2D", fit.bad)
+		return out
+	}
+	for n := range B {
+		for _, oc := range co {
+			bw, wOff := b.window(w, ws(oc))
+			bo, oOff := b.window(out, outs(n, oc))
+			bb := bw // an absent bias is not read: bind the filter in its place
+			if bs != nil {
+				bb = whole(bs)
+			}
+			for j, ic := range ci {
+				bx, xOff := b.window(x, xs(n, ic))
+				q := p
+				q.XOff, q.WOff, q.OutOff, q.Batch = xOff, wOff, oOff, uint32(n)
+				q.Co0, q.CoN, q.Ci0, q.CiN = uint32(oc.lo), uint32(oc.hi-oc.lo), uint32(ic.lo), uint32(ic.hi-ic.lo)
+				if j > 0 {
+					q.Flags = convAccumulate // the bias went in with the first window
+				}
+				b.runBound(kConv2D, consts, &q, [3]int{groups(np, gemmTile), groups(oc.hi-oc.lo, gemmTile), 1},
+					[]binding{bo, bw, bx, bb})
+			}
+		}
+	}
+	b.noteWindows(kConv2D, B*len(co)*len(ci))
 	return out
 }
 

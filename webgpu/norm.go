@@ -23,6 +23,43 @@ type normParams struct {
 	Eps                 float32
 	Flags, Sets         uint32
 	_                   uint32
+	Set0, OutOff, XOff  uint32
+	_                   uint32
+}
+
+// runSets records kernel k over sets normalised sets of size elements
+// each, consecutive in x and out (which has x's shape); params are the
+// kernel's, and extra (gamma, beta) are bound whole, except where x
+// stands in for an absent one. When x or out is above the storage binding
+// limit it runs over windows of whole sets, binding just their elements.
+func (b *Backend) runSets(op string, k kernel, consts map[string]float64, p normParams, sets, size int, out, x *Tensor, extra ...*Tensor) {
+	for _, t := range extra {
+		if t != x && !b.bindable(op, t) {
+			return
+		}
+	}
+	el := func(s span) span { return span{s.lo * size, s.hi * size} }
+	fit := fitter{b: b}
+	wins, ok := split(sets, 1, func(s span) bool { return fit.fits(x, el(s)) && fit.fits(out, el(s)) })
+	if !ok {
+		b.limitErr(op, fit.bad)
+		return
+	}
+	for _, s := range wins {
+		bo, oo := b.window(out, el(s))
+		bx, xo := b.window(x, el(s))
+		bs := []binding{bo, bx}
+		for _, t := range extra {
+			if t == x {
+				bs = append(bs, bx) // not read
+			} else {
+				bs = append(bs, whole(t))
+			}
+		}
+		p.Set0, p.Sets, p.OutOff, p.XOff = uint32(s.lo), uint32(s.hi-s.lo), oo, xo
+		b.runBound(k, consts, &p, [3]int{s.hi - s.lo, 1, 1}, bs)
+	}
+	b.noteWindows(k, len(wins))
 }
 
 // Flags of normParams.
@@ -68,13 +105,13 @@ func (b *Backend) GroupNorm(xt, gammaT, betaT backend.Tensor, groups int, eps fl
 		flags |= normSiLU
 	}
 	out := b.alloc("GroupNorm", x.shape, tensor.F32, false)
-	sets := B * groups
-	p := normParams{Len: uint32(C / groups * hw), HW: uint32(hw), Ch: uint32(C), Groups: uint32(groups),
-		Eps: eps, Flags: flags, Sets: uint32(sets)}
-	if p.Len == 0 || !b.bindable("GroupNorm", x, gamma, beta, out) {
+	size := C / groups * hw
+	p := normParams{Len: uint32(size), HW: uint32(hw), Ch: uint32(C), Groups: uint32(groups), Eps: eps, Flags: flags}
+	if size == 0 {
 		return out
 	}
-	b.run(kGroupNorm, consts, &p, [3]int{sets, 1, 1}, out, x, g, be)
+	// A (batch, group) slice [C/G, H, W] is contiguous: the sets.
+	b.runSets("GroupNorm", kGroupNorm, consts, p, B*groups, size, out, x, g, be)
 	return out
 }
 
@@ -89,12 +126,11 @@ func (b *Backend) rowNorm(op string, x, gamma, beta *Tensor, eps float32, rms bo
 		flags |= normRMS
 	}
 	out := b.alloc(op, x.shape, tensor.F32, false)
-	if D == 0 || !b.bindable(op, x, gamma, beta, out) {
+	if D == 0 {
 		return out
 	}
-	rows := x.shape.Numel() / D
-	p := normParams{Len: uint32(D), Eps: eps, Flags: flags, Sets: uint32(rows)}
-	b.run(kLayerNorm, consts, &p, [3]int{rows, 1, 1}, out, x, g, be)
+	p := normParams{Len: uint32(D), Eps: eps, Flags: flags}
+	b.runSets(op, kLayerNorm, consts, p, x.shape.Numel()/D, D, out, x, g, be)
 	return out
 }
 
@@ -116,11 +152,10 @@ func (b *Backend) Softmax(xt backend.Tensor) backend.Tensor {
 	}
 	D := x.shape[x.shape.Rank()-1]
 	out := b.alloc("Softmax", x.shape, tensor.F32, false)
-	if D == 0 || !b.bindable("Softmax", x, out) {
+	if D == 0 {
 		return out
 	}
-	rows := x.shape.Numel() / D
-	p := normParams{Len: uint32(D), Sets: uint32(rows)}
-	b.run(kSoftmax, map[string]float64{"DT_A": dtCode(x.dtype)}, &p, [3]int{rows, 1, 1}, out, x)
+	p := normParams{Len: uint32(D)}
+	b.runSets("Softmax", kSoftmax, map[string]float64{"DT_A": dtCode(x.dtype)}, p, x.shape.Numel()/D, D, out, x)
 	return out
 }

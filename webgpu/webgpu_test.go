@@ -258,8 +258,7 @@ func TestDeviceErrors(t *testing.T) {
 
 // TestBindingWindows lowers the binding limit to 1 KiB so that flat ops on
 // 1000-element tensors bind their buffers in windows at offsets, and checks
-// the results against values computed here (TestLimitError covers the ops
-// that cannot window).
+// the results against values computed here.
 func TestBindingWindows(t *testing.T) {
 	saved := shared.maxBinding
 	shared.maxBinding = 1024
@@ -295,6 +294,16 @@ func TestBindingWindows(t *testing.T) {
 		return 4*float64(a[i]) + 2.5*float64(c[i])
 	})
 
+	// A row broadcast over the 143 rows of x, seen as [143, 7]: x is
+	// windowed, the row is bound whole in every window.
+	rowv := []float32{1, -2, 3, -4, 5, -6, 7}
+	row := shared.Upload(tensor.FromData(rowv, 1, 7))
+	big := shared.Reshape(x, 143, 7)
+	check("broadcast Add", shared.Binary(backend.Add, big, row), func(i int) float64 {
+		return float64(a[i]) + float64(rowv[i%7])
+	})
+	shared.Free(big)
+	shared.Free(row)
 	shared.Free(x)
 	shared.Free(h)
 }
