@@ -307,21 +307,10 @@ func TestModelCLIP(t *testing.T) {
 	}
 }
 
-// TestModelVAE decodes non-square 6×10 latents with the tiny two-level
-// AutoencoderKL decoder (post_quant_conv, mid-block attention, nearest
-// upsampling) to 12×20 images.
-func TestModelVAE(t *testing.T) {
-	cfg, err := vae.ParseConfig([]byte(vaeJSON))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := randomWeights(t, fixture.ScopeParams(func(s *nn.Scope) error {
-		_, err := vae.NewDecoder(s, cfg)
-		return err
-	}), 13, tensor.F32)
-	z := randn(5, 1, 1, 4, 6, 10)
-
-	gpu, ref := onBoth(t, func(b backend.Backend) []*tensor.Host {
+// decodeOnBoth decodes z with the VAE decoder in src on the WebGPU and
+// CPU backends and returns both images.
+func decodeOnBoth(t *testing.T, src nn.Source, cfg *vae.Config, z *tensor.Host) (gpu, ref []*tensor.Host) {
+	return onBoth(t, func(b backend.Backend) []*tensor.Host {
 		d, err := vae.LoadDecoder(b, src, cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", b.Name(), err)
@@ -336,6 +325,23 @@ func TestModelVAE(t *testing.T) {
 		defer b.Free(out)
 		return []*tensor.Host{readBack(t, b, out)}
 	})
+}
+
+// TestModelVAE decodes non-square 6×10 latents with the tiny two-level
+// AutoencoderKL decoder (post_quant_conv, mid-block attention, nearest
+// upsampling) to 12×20 images.
+func TestModelVAE(t *testing.T) {
+	cfg, err := vae.ParseConfig([]byte(vaeJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := randomWeights(t, fixture.ScopeParams(func(s *nn.Scope) error {
+		_, err := vae.NewDecoder(s, cfg)
+		return err
+	}), 13, tensor.F32)
+	z := randn(5, 1, 1, 4, 6, 10)
+
+	gpu, ref := decodeOnBoth(t, src, cfg, z)
 	compare(t, "vae decode", gpu[0], ref[0], modelTol)
 }
 

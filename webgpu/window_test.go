@@ -252,21 +252,7 @@ func TestModelVAEWindowed(t *testing.T) {
 	}
 	before := shared.KernelStats()
 	s0 := shared.Stats()
-	gpu, ref := onBoth(t, func(b backend.Backend) []*tensor.Host {
-		d, err := vae.LoadDecoder(b, src, cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", b.Name(), err)
-		}
-		defer d.Release(b)
-		x := b.Upload(z)
-		defer b.Free(x)
-		out, err := d.Decode(b, x)
-		if err != nil {
-			t.Fatalf("%s: %v", b.Name(), err)
-		}
-		defer b.Free(out)
-		return []*tensor.Host{readBack(t, b, out)}
-	})
+	gpu, ref := decodeOnBoth(t, src, cfg, z)
 	after := shared.KernelStats()
 	t.Logf("%d dispatches", shared.Stats().Dispatches-s0.Dispatches)
 	for _, k := range []kernel{kConv2D, kGroupNorm, kResize, kBinary} {
