@@ -3,8 +3,6 @@ package hub
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 )
 
 // ModelIndex is a diffusers pipeline folder's model_index.json: the
@@ -13,15 +11,25 @@ import (
 type ModelIndex struct {
 	ClassName  string
 	Components map[string][2]string
+	// Raw is the file's content, for settings other than components.
+	Raw []byte
 }
 
 // ReadModelIndex reads dir/model_index.json.
-func ReadModelIndex(dir string) (*ModelIndex, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "model_index.json"))
+func ReadModelIndex(dir string) (*ModelIndex, error) { return ReadModelIndexIn(Dir(dir)) }
+
+// ReadModelIndexIn reads f's model_index.json.
+func ReadModelIndexIn(f Folder) (*ModelIndex, error) {
+	data, err := f.ReadFile("model_index.json")
 	if err != nil {
-		return nil, fmt.Errorf("hub: %s is not a diffusers model folder: %w", dir, err)
+		return nil, fmt.Errorf("hub: %s is not a diffusers model folder: %w", f, err)
 	}
-	return ParseModelIndex(data)
+	mi, err := ParseModelIndex(data)
+	if err != nil {
+		return nil, err
+	}
+	mi.Raw = data
+	return mi, nil
 }
 
 // ParseModelIndex parses model_index.json.

@@ -20,7 +20,6 @@ package macs
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/tgate-web/tgate/hub"
@@ -55,11 +54,15 @@ type Model struct {
 
 // Load reads dir/model_index.json and the config.json of every component
 // the generation runs. Weights are not needed and not opened.
-func Load(dir string) (*Model, error) {
-	mi, err := hub.ReadModelIndex(dir)
+func Load(dir string) (*Model, error) { return LoadFolder(hub.Dir(dir)) }
+
+// LoadFolder is Load for any hub.Folder (a Hub repository in the browser).
+func LoadFolder(f hub.Folder) (*Model, error) {
+	mi, err := hub.ReadModelIndexIn(f)
 	if err != nil {
 		return nil, err
 	}
+	dir := f.String()
 	m := &Model{Dir: dir, Class: mi.ClassName}
 	encoders := []string{"text_encoder"}
 	switch mi.ClassName {
@@ -69,12 +72,12 @@ func Load(dir string) (*Model, error) {
 		var extra struct {
 			Force *bool `json:"force_zeros_for_empty_prompt"`
 		}
-		if data, err := os.ReadFile(filepath.Join(dir, "model_index.json")); err == nil && json.Unmarshal(data, &extra) == nil {
+		if json.Unmarshal(mi.Raw, &extra) == nil {
 			m.ForceZerosForEmptyPrompt = extra.Force == nil || *extra.Force // the pipeline's default is true
 		}
 	default:
 		return nil, fmt.Errorf("%s: pipeline class %q is not supported (supported: %s, %s, %s)",
-			filepath.Join(dir, "model_index.json"), mi.ClassName, ClassSD, ClassSDXL, ClassLCM)
+			dir+"/model_index.json", mi.ClassName, ClassSD, ClassSDXL, ClassLCM)
 	}
 	for _, c := range append(append([]string(nil), encoders...), "unet", "vae", "scheduler") {
 		if mi.Class(c) == "" {
@@ -89,7 +92,7 @@ func Load(dir string) (*Model, error) {
 		if cls != "CLIPTextModel" && cls != "CLIPTextModelWithProjection" {
 			return nil, fmt.Errorf("%s: %s class %q is not supported (CLIPTextModel, CLIPTextModelWithProjection)", dir, name, cls)
 		}
-		data, path, err := readConfig(dir, name, "config.json")
+		data, path, err := readConfig(f, name, "config.json")
 		if err != nil {
 			return nil, err
 		}
@@ -99,21 +102,24 @@ func Load(dir string) (*Model, error) {
 		}
 		m.TextEncoders = append(m.TextEncoders, cfg)
 	}
-	data, path, err := readConfig(dir, "unet", "config.json")
+	data, path, err := readConfig(f, "unet", "config.json")
 	if err != nil {
 		return nil, err
 	}
 	if m.UNet, err = unet.ParseConfig(data); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if data, path, err = readConfig(dir, "vae", "config.json"); err != nil {
+	if data, path, err = readConfig(f, "vae", "config.json"); err != nil {
 		return nil, err
 	}
 	if m.VAE, err = vae.ParseConfig(data); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if m.Scheduler, err = sched.LoadConfig(filepath.Join(dir, "scheduler", "scheduler_config.json")); err != nil {
+	if data, path, err = readConfig(f, "scheduler", "scheduler_config.json"); err != nil {
 		return nil, err
+	}
+	if m.Scheduler, err = sched.ParseConfig(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
@@ -121,9 +127,14 @@ func Load(dir string) (*Model, error) {
 	return m, nil
 }
 
-func readConfig(dir, comp, file string) ([]byte, string, error) {
-	path := filepath.Join(dir, comp, file)
-	data, err := os.ReadFile(path)
+// readConfig reads comp/file of f and returns it with the path that names
+// it in messages.
+func readConfig(f hub.Folder, comp, file string) ([]byte, string, error) {
+	path := f.String() + "/" + comp + "/" + file
+	if d, ok := f.(hub.Dir); ok {
+		path = filepath.Join(string(d), comp, file)
+	}
+	data, err := f.ReadFile(comp + "/" + file)
 	if err != nil {
 		return nil, path, fmt.Errorf("reading %s: %w", path, err)
 	}

@@ -82,6 +82,8 @@ type Pipeline struct {
 	// Scheduler is the folder's scheduler_config.json.
 	Scheduler *sched.Config
 
+	folder        hub.Folder
+	variants      []string
 	comps         []*hub.Component
 	unetComp      *hub.Component
 	crossReleased bool
@@ -92,14 +94,28 @@ type LoadOptions struct {
 	// SkipVAE leaves the AutoencoderKL weights unloaded (for TAESD or
 	// latent-only output).
 	SkipVAE bool
+	// Variants is the order in which weight variants are tried (nil:
+	// hub.Variants, the plain files first).
+	Variants []string
+	// Loaded, when set, is called after each component's weights are
+	// bound, with the component's name.
+	Loaded func(component string)
 }
 
-// Load opens the diffusers model folder dir (model_index.json,
+// Load opens the diffusers model folder dir on the local disk (see
+// LoadFolder).
+func Load(b backend.Backend, dir string, opt LoadOptions) (*Pipeline, error) {
+	return LoadFolder(b, hub.Dir(dir), opt)
+}
+
+// LoadFolder opens the diffusers model folder f (model_index.json,
 // tokenizer/, text_encoder/, unet/, vae/, scheduler/) and binds every
 // model's weights on b. Weights may be F32 or F16 safetensors, single-file
-// or sharded.
-func Load(b backend.Backend, dir string, opt LoadOptions) (_ *Pipeline, err error) {
-	mi, err := hub.ReadModelIndex(dir)
+// or sharded. Components the pipeline does not use (safety_checker,
+// feature_extractor) are never opened.
+func LoadFolder(b backend.Backend, f hub.Folder, opt LoadOptions) (_ *Pipeline, err error) {
+	dir := f.String()
+	mi, err := hub.ReadModelIndexIn(f)
 	if err != nil {
 		return nil, err
 	}
@@ -115,18 +131,32 @@ func Load(b backend.Backend, dir string, opt LoadOptions) (_ *Pipeline, err erro
 	if c := mi.Class("text_encoder"); c != "CLIPTextModel" {
 		return nil, fmt.Errorf("%s: text encoder class %q is not supported (want CLIPTextModel)", dir, c)
 	}
-	p := &Pipeline{b: b, Dir: dir, Kind: kind}
+	variants := opt.Variants
+	if variants == nil {
+		variants = hub.Variants
+	}
+	loaded := func(c string) {
+		if opt.Loaded != nil {
+			opt.Loaded(c)
+		}
+	}
+	p := &Pipeline{b: b, Dir: dir, Kind: kind, folder: f, variants: variants}
 	defer func() {
 		if err != nil {
 			p.Close()
 		}
 	}()
 
-	if p.Tokenizer, err = tokenizer.LoadCLIP(filepath.Join(dir, "tokenizer")); err != nil {
+	tok := hub.Sub(f, "tokenizer")
+	if p.Tokenizer, err = tokenizer.LoadCLIPWith(tok.String(), tok.ReadFile); err != nil {
 		return nil, err
 	}
-	if p.Scheduler, err = sched.LoadConfig(filepath.Join(dir, "scheduler", "scheduler_config.json")); err != nil {
-		return nil, err
+	schedData, err := f.ReadFile("scheduler/scheduler_config.json")
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading scheduler/scheduler_config.json: %w", dir, err)
+	}
+	if p.Scheduler, err = sched.ParseConfig(schedData); err != nil {
+		return nil, fmt.Errorf("%s/scheduler/scheduler_config.json: %w", dir, err)
 	}
 
 	te, err := p.open("text_encoder")
@@ -140,6 +170,7 @@ func Load(b backend.Backend, dir string, opt LoadOptions) (_ *Pipeline, err erro
 	if p.TextEncoder, err = clip.Load(b, te, teCfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", te.Dir, err)
 	}
+	loaded("text_encoder")
 
 	if p.unetComp, err = p.open("unet"); err != nil {
 		return nil, err
@@ -147,13 +178,14 @@ func Load(b backend.Backend, dir string, opt LoadOptions) (_ *Pipeline, err erro
 	if p.UNet, err = unet.Load(b, p.unetComp); err != nil {
 		return nil, fmt.Errorf("%s: %w", p.unetComp.Dir, err)
 	}
+	loaded("unet")
 
-	vaeDir := filepath.Join(dir, "vae")
+	vaeDir := hub.Sub(f, "vae")
 	var vc *hub.Component
 	if opt.SkipVAE {
-		vc, err = hub.OpenConfigOnly(vaeDir)
+		vc, err = hub.OpenConfigOnlyIn(vaeDir)
 	} else {
-		vc, err = hub.OpenComponent(vaeDir)
+		vc, err = hub.OpenComponentIn(vaeDir, variants)
 	}
 	if err != nil {
 		return nil, err
@@ -166,6 +198,7 @@ func Load(b backend.Backend, dir string, opt LoadOptions) (_ *Pipeline, err erro
 		if p.VAE, err = vae.LoadDecoder(b, vc, p.VAEConfig); err != nil {
 			return nil, fmt.Errorf("%s: %w", vaeDir, err)
 		}
+		loaded("vae")
 	}
 	if kind == LatentConsistency && p.UNet.Config.TimeCondProjDim == nil {
 		return nil, fmt.Errorf("%s: a %s needs a UNet with time_cond_proj_dim (a guidance embedding)", dir, ClassLatentConsistency)
@@ -173,9 +206,9 @@ func Load(b backend.Backend, dir string, opt LoadOptions) (_ *Pipeline, err erro
 	return p, nil
 }
 
-// open opens dir/name as a component and remembers it for Close.
+// open opens the component folder name and remembers it for Close.
 func (p *Pipeline) open(name string) (*hub.Component, error) {
-	c, err := hub.OpenComponent(filepath.Join(p.Dir, name))
+	c, err := hub.OpenComponentIn(hub.Sub(p.folder, name), p.variants)
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +238,29 @@ func (p *Pipeline) LoadTAESD(path string) error {
 	if err != nil {
 		return fmt.Errorf("taesd weights: %w", err)
 	}
+	return p.useTAESD(c)
+}
+
+// LoadTAESDIn loads a TAESD decoder from a folder (diffusers'
+// AutoencoderTiny layout: config.json and weights) or, when name is not
+// empty, from the single safetensors file name inside it.
+func (p *Pipeline) LoadTAESDIn(f hub.Folder, name string) error {
+	var c *hub.Component
+	var err error
+	if name != "" {
+		c, err = hub.OpenFileIn(f, name)
+	} else {
+		c, err = hub.OpenComponentIn(f, p.variants)
+	}
+	if err != nil {
+		return fmt.Errorf("taesd weights: %w", err)
+	}
+	return p.useTAESD(c)
+}
+
+// useTAESD binds the TAESD decoder of c, replacing any earlier one.
+func (p *Pipeline) useTAESD(c *hub.Component) error {
+	path := c.Dir
 	d, err := taesd.LoadDecoder(p.b, c)
 	if err != nil {
 		c.Close()

@@ -143,6 +143,17 @@ func (c *Checkpoint) Info(name string) (Info, bool) {
 	return f.Info(name)
 }
 
+// Where returns the shard holding the named tensor and the tensor's Info,
+// for loaders that read the bytes themselves (File.Source, Info.DataStart).
+func (c *Checkpoint) Where(name string) (*File, Info, bool) {
+	f, ok := c.where[name]
+	if !ok {
+		return nil, Info{}, false
+	}
+	info, ok := f.Info(name)
+	return f, info, ok
+}
+
 // ReadRaw reads the named tensor from its shard in its stored encoding.
 func (c *Checkpoint) ReadRaw(name string) (*tensor.Raw, error) {
 	f, ok := c.where[name]

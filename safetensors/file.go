@@ -215,6 +215,9 @@ func (f *File) Close() error {
 	return nil
 }
 
+// Source returns the byte source the file was parsed from.
+func (f *File) Source() io.ReaderAt { return f.src }
+
 // Size returns the file size in bytes.
 func (f *File) Size() int64 { return f.size }
 

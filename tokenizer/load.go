@@ -52,8 +52,15 @@ const defaultMaxLength = 77
 // bpe_simple_vocab_16e6.txt.gz; tokenizer_config.json and
 // special_tokens_map.json when present.
 func LoadCLIP(dir string) (*CLIP, error) {
+	return LoadCLIPWith(dir, func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) })
+}
+
+// LoadCLIPWith is LoadCLIP for a tokenizer folder reached through
+// readFile (a missing file is an error wrapping fs.ErrNotExist); dir names
+// the folder in messages.
+func LoadCLIPWith(dir string, readFile func(name string) ([]byte, error)) (*CLIP, error) {
 	read := func(name string, optional bool) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
+		b, err := readFile(name)
 		if optional && errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
