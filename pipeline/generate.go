@@ -70,9 +70,34 @@ type Request struct {
 	Decoder Decoder
 	// Progress, when set, is called after every denoiser evaluation.
 	Progress func(Progress)
+	// Phase, when set, is called when each phase of the generation starts
+	// and ends (PhaseTokenize, PhaseTextEncoder, PhaseDenoise,
+	// PhaseDecode).
+	Phase func(PhaseEvent)
+	// ReleaseTextEncoder frees the text encoder's weights once the prompt
+	// is encoded; the next generation binds them again from the folder.
+	// It trades a reload per generation for the encoder's memory during
+	// denoising.
+	ReleaseTextEncoder bool
 	// Warn, when set, is called with each warning as soon as it arises
 	// (the warnings are also collected in Result.Warnings).
 	Warn func(string)
+}
+
+// Phases of a generation, as PhaseEvent names them.
+const (
+	PhaseTokenize    = "tokenize"
+	PhaseTextEncoder = "text-encoder"
+	PhaseDenoise     = "denoise"
+	PhaseDecode      = "decode"
+)
+
+// PhaseEvent reports the start (Done false) or end of a phase; Elapsed is
+// the phase's time at its end.
+type PhaseEvent struct {
+	Name    string
+	Done    bool
+	Elapsed time.Duration
 }
 
 // DefaultGuidance marks Request.Guidance as "the pipeline's default".
@@ -215,7 +240,21 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		}
 	}
 
+	phaseStart := time.Now()
+	phase := func(name string, done bool) {
+		if req.Phase == nil {
+			return
+		}
+		ev := PhaseEvent{Name: name, Done: done}
+		if done {
+			ev.Elapsed = time.Since(phaseStart)
+		}
+		req.Phase(ev)
+		phaseStart = time.Now()
+	}
+
 	// Text embeddings: [negative; prompt] with guidance, else the prompt.
+	phase(PhaseTokenize, false)
 	ids, tr := p.Tokenizer.EncodeForModel(req.Prompt)
 	if tr != nil {
 		warn(tr.Warning())
@@ -230,6 +269,13 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	} else if req.NegativePrompt != "" {
 		warn("the negative prompt is ignored without classifier-free guidance")
 	}
+	phase(PhaseTokenize, true)
+	phase(PhaseTextEncoder, false)
+	if p.TextEncoder == nil {
+		if err := p.loadTextEncoder(); err != nil {
+			return nil, err
+		}
+	}
 	enc, err := p.TextEncoder.Forward(b, rows, clip.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("text encoder: %w", err)
@@ -237,6 +283,14 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	embeds := enc.LastHiddenState
 	enc.LastHiddenState = nil
 	enc.Release(b)
+	if req.ReleaseTextEncoder {
+		p.TextEncoder.Release(b)
+		p.TextEncoder = nil
+	}
+	if err := b.Err(); err != nil {
+		return nil, err
+	}
+	phase(PhaseTextEncoder, true)
 	// single is the context of a batch-1 evaluation: the prompt without
 	// guidance; after T-GATE's gate, the negative embeddings, as the
 	// original does (every cross-attention then returns its cache).
@@ -263,6 +317,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	}
 	defer g.Release()
 
+	phase(PhaseDenoise, false)
 	x := b.Upload(init)
 	var denoised backend.Tensor
 	defer func() { nn.Free(b, x, denoised) }()
@@ -356,16 +411,19 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	if res.Latents, err = b.ReadBack(final); err != nil {
 		return nil, err
 	}
+	phase(PhaseDenoise, true)
 	if req.Decoder == DecodeNone {
 		return res, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	phase(PhaseDecode, false)
 	img, err := p.Decode(final, req.Decoder)
 	if err != nil {
 		return nil, err
 	}
+	phase(PhaseDecode, true)
 	res.Image = img
 	return res, nil
 }

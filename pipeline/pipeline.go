@@ -85,6 +85,7 @@ type Pipeline struct {
 	folder        hub.Folder
 	variants      []string
 	comps         []*hub.Component
+	teComp        *hub.Component
 	unetComp      *hub.Component
 	crossReleased bool
 }
@@ -159,16 +160,11 @@ func LoadFolder(b backend.Backend, f hub.Folder, opt LoadOptions) (_ *Pipeline, 
 		return nil, fmt.Errorf("%s/scheduler/scheduler_config.json: %w", dir, err)
 	}
 
-	te, err := p.open("text_encoder")
-	if err != nil {
+	if p.teComp, err = p.open("text_encoder"); err != nil {
 		return nil, err
 	}
-	teCfg, err := clip.ParseConfig(te.ConfigJSON())
-	if err != nil {
-		return nil, fmt.Errorf("%s/config.json: %w", te.Dir, err)
-	}
-	if p.TextEncoder, err = clip.Load(b, te, teCfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", te.Dir, err)
+	if err := p.loadTextEncoder(); err != nil {
+		return nil, err
 	}
 	loaded("text_encoder")
 
@@ -308,6 +304,20 @@ func (p *Pipeline) DefaultSize() (height, width int) {
 		return s[0] * f, s[0] * f
 	}
 	return s[0] * f, s[1] * f
+}
+
+// loadTextEncoder binds the text encoder's weights (at load, and again
+// after a generation that released them).
+func (p *Pipeline) loadTextEncoder() error {
+	te := p.teComp
+	cfg, err := clip.ParseConfig(te.ConfigJSON())
+	if err != nil {
+		return fmt.Errorf("%s/config.json: %w", te.Dir, err)
+	}
+	if p.TextEncoder, err = clip.Load(p.b, te, cfg); err != nil {
+		return fmt.Errorf("%s: %w", te.Dir, err)
+	}
+	return nil
 }
 
 // reloadUNet binds the UNet again after a T-GATE run released its
