@@ -281,6 +281,38 @@ func openAIVocab(gz []byte, name string) (map[string]int, []symbolPair, error) {
 	return vocab, merges, nil
 }
 
+// ConvertOpenAIBPE computes the vocab.json and merges.txt of a Hugging Face
+// CLIP tokenizer folder from openai/CLIP's bpe_simple_vocab_16e6.txt.gz
+// (gz, the gzip file's bytes), byte for byte as CLIPTokenizer's
+// save_vocabulary writes them: vocab.json is json.dumps(encoder,
+// indent=2, sort_keys=True, ensure_ascii=False) plus a newline; merges.txt
+// is "#version: 0.2" then one "a b" line per merge in rank order, each
+// ending in a newline. The vocabulary and merges are those openAIVocab
+// derives (49,408 entries, 48,894 merges).
+func ConvertOpenAIBPE(gz []byte) (vocabJSON, mergesTxt []byte, err error) {
+	vocab, merges, err := openAIVocab(gz, OpenAIBPEFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	// encoding/json sorts map keys by their UTF-8 bytes, which is code
+	// point order, as Python's sort_keys; HTML escaping is off to match
+	// ensure_ascii=False (the byte-level alphabet has no other character
+	// the two encoders escape differently).
+	var vb bytes.Buffer
+	enc := json.NewEncoder(&vb)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(vocab); err != nil {
+		return nil, nil, fmt.Errorf("tokenizer: %s: %v", OpenAIBPEFile, err)
+	}
+	var mb bytes.Buffer
+	mb.WriteString("#version: 0.2\n")
+	for _, m := range merges {
+		mb.WriteString(m.a + " " + m.b + "\n")
+	}
+	return vb.Bytes(), mb.Bytes(), nil
+}
+
 // tokenSpec is a special token as the configs give it: a string, or an
 // AddedToken object {"content", "lstrip", "rstrip", "single_word", ...}.
 type tokenSpec struct {

@@ -22,7 +22,7 @@ func runFixture(args []string) int {
 	dtype := fs.String("dtype", "F32", "weight dtype: F32, F16 or BF16")
 	variant := fs.String("variant", "", "weight file variant, e.g. fp16 (diffusion_pytorch_model.fp16.safetensors)")
 	shards := fs.Int("shards", 1, "split each component's weights over this many files with an index")
-	vocab := fs.String("tokenizer", "../shared/assets/clip", "folder with the CLIP vocab.json and merges.txt")
+	vocab := fs.String("tokenizer", "", "folder with the CLIP vocab.json and merges.txt (or bpe_simple_vocab_16e6.txt.gz) to use instead of the built-in openai/CLIP vocabulary")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/tgate-web/tgate/gate"
 	"github.com/tgate-web/tgate/internal/npy"
 	"github.com/tgate-web/tgate/pipeline"
+	"github.com/tgate-web/tgate/pnginfo"
 	"github.com/tgate-web/tgate/sched"
 	"github.com/tgate-web/tgate/tensor"
 )
@@ -239,16 +241,20 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "latents %v written to %s\n", res.Latents.Shape, *latentsOut)
 	}
 	if *out != "" {
-		f, err := os.Create(*out)
-		if err != nil {
-			return fail(err)
-		}
-		err = pipeline.WritePNG(f, res.Image)
-		if cerr := f.Close(); err == nil {
-			err = cerr
+		data, err := pipeline.EncodePNG(res.Image)
+		if err == nil {
+			model := *model
+			if abs, err := filepath.Abs(model); err == nil {
+				model = abs
+			}
+			settings := p.Settings(req, res, filepath.Base(model))
+			data, err = pnginfo.Encode(data, pnginfo.Key, pnginfo.Format(settings))
 		}
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", *out, err))
+		}
+		if err := os.WriteFile(*out, data, 0o644); err != nil {
+			return fail(err)
 		}
 		fmt.Fprintf(stdout, "image %dx%d written to %s\n", res.Image.Shape[3], res.Image.Shape[2], *out)
 	}

@@ -6,11 +6,13 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/tgate-web/tgate/internal/golden"
 	"github.com/tgate-web/tgate/internal/npy"
+	"github.com/tgate-web/tgate/pnginfo"
 	"github.com/tgate-web/tgate/tensor"
 )
 
@@ -135,5 +137,84 @@ func TestGenerateTruncationWarning(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "WARNING:") || !strings.Contains(stderr.String(), "zebra") {
 		t.Errorf("no truncation warning naming the dropped text on stderr: %q", stderr.String())
+	}
+}
+
+// readSettings reads the "parameters" text chunk of a PNG file and parses
+// it, checking that the file still decodes as an image of the given size.
+func readSettings(t *testing.T, path string, width, height int) pnginfo.Params {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("image/png cannot decode %s: %v", path, err)
+	}
+	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
+		t.Errorf("image is %dx%d, want %dx%d", b.Dx(), b.Dy(), width, height)
+	}
+	texts, err := pnginfo.Read(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, ok := texts[pnginfo.Key]
+	if !ok {
+		t.Fatalf("no %q text chunk; chunks: %q", pnginfo.Key, texts)
+	}
+	s, err := pnginfo.Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestGeneratePNGSettings checks the settings `tgate generate` stores in
+// its PNG: every option as given, and the defaults as resolved (50 steps,
+// guidance 7.5, the folder's PNDM scheduler, and 32 pixels: the UNet's
+// sample_size 16 times the tiny VAE's scale factor 2).
+func TestGeneratePNGSettings(t *testing.T) {
+	model := golden.Dir(t, "golden", "sd15_tiny_pipeline")
+	dir := t.TempDir()
+
+	out := filepath.Join(dir, "given.png")
+	args := []string{"--model", model, "--prompt", "a fox, red: bright", "--negative-prompt", "blurry, dark",
+		"--steps", "3", "--guidance", "6.5", "--scheduler", "euler-a", "--seed", "77", "--width", "32", "--height", "48",
+		"--tgate", "v2", "--gate-step", "2", "--sp-interval", "2", "--fi-interval", "1", "--warm-up", "1",
+		"--guidance-rescale", "0.7", "--timestep-spacing", "trailing", "--quiet", "--out", out}
+	var stdout, stderr bytes.Buffer
+	if code := generate(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	got := readSettings(t, out, 32, 48)
+	want := pnginfo.Params{
+		Prompt: "a fox, red: bright", NegativePrompt: "blurry, dark", Steps: 3, Sampler: "euler-a", Guidance: 6.5,
+		Seed: 77, Width: 32, Height: 48, Model: "sd15_tiny_pipeline",
+		Extra: []pnginfo.KV{{Key: "Guidance rescale", Value: "0.7"}, {Key: "Timestep spacing", Value: "trailing"},
+			{Key: "T-GATE", Value: "v2"}, {Key: "Gate step", Value: "2"}, {Key: "SP interval", Value: "2"},
+			{Key: "FI interval", Value: "1"}, {Key: "Warm up", Value: "1"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("settings\n%+v\nwant\n%+v", got, want)
+	}
+
+	// Defaults resolved; T-GATE v1 records only its gate step; a model
+	// path ending in a slash still gives the folder's name.
+	out = filepath.Join(dir, "defaults.png")
+	args = []string{"--model", model + string(filepath.Separator), "--prompt", "x", "--tgate", "v1", "--gate-step", "3",
+		"--quiet", "--out", out}
+	stdout.Reset()
+	stderr.Reset()
+	if code := generate(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	got = readSettings(t, out, 32, 32)
+	want = pnginfo.Params{
+		Prompt: "x", Steps: 50, Sampler: "pndm", Guidance: 7.5, Width: 32, Height: 32, Model: "sd15_tiny_pipeline",
+		Extra: []pnginfo.KV{{Key: "T-GATE", Value: "v1"}, {Key: "Gate step", Value: "3"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("settings\n%+v\nwant\n%+v", got, want)
 	}
 }
