@@ -7,13 +7,28 @@ GO      ?= go
 BIN     := bin
 WASMEXEC := $(CURDIR)/$(BIN)/wasmtest
 
-.PHONY: all build demo test test-host test-browser vet bench fuzz clean
+.PHONY: all build wasm serve demo test test-host test-browser vet bench fuzz clean
+
+# Address and models folder of `make serve` (see cmd/serve).
+ADDR    ?= 127.0.0.1:8080
+MODELS  ?= out/models
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/tgate ./cmd/tgate
 	$(GO) build -o $(BIN)/wasmtest ./cmd/wasmtest
+	$(GO) build -o $(BIN)/serve ./cmd/serve
+
+# The engine of the page: wasm/ compiled for the browser.
+wasm:
+	GOOS=js GOARCH=wasm $(GO) build -o $(BIN)/tgate.wasm ./wasm
+
+# The generation page on http://$(ADDR)/ with the models of $(MODELS) in the
+# Hub's layout; the tiny test model is made on first use.
+serve: build wasm
+	test -f $(MODELS)/tgate/tiny-sd/model_index.json || $(BIN)/tgate fixture --out $(MODELS)/tgate/tiny-sd
+	$(BIN)/serve --addr $(ADDR) --models $(MODELS) --web web --wasm $(BIN)/tgate.wasm
 
 # A whole text-to-image run on the CPU backend with a tiny fixture model in
 # the real diffusers layout; writes out/demo.png.
@@ -25,7 +40,7 @@ demo: build
 vet:
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) vet ./webgpu/... ./cmd/kernelbench/...
+	GOOS=js GOARCH=wasm $(GO) vet ./webgpu/... ./cmd/kernelbench/... ./wasm/... ./hub/browser/... ./internal/jsutil/...
 
 test: vet test-host test-browser
 

@@ -337,3 +337,8 @@ func shapeOf(t *Tensor) tensor.Shape {
 	}
 	return t.shape
 }
+
+// DeviceLost returns the device-lost error once the browser has lost the
+// device (out of memory, a driver reset), else nil. A lost device never
+// comes back: make a new Backend.
+func (b *Backend) DeviceLost() error { return b.dev.LostError() }

@@ -2,15 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"html/template"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/tgate-web/tgate/internal/wasmexec"
 )
 
 type serverConfig struct {
@@ -30,26 +28,8 @@ type server struct {
 	srv  *http.Server
 }
 
-// findWasmExec locates wasm_exec.js: $GOROOT/lib/wasm (Go ≥ 1.24) or
-// $GOROOT/misc/wasm (older toolchains).
-func findWasmExec() (string, error) {
-	var roots []string
-	if r := os.Getenv("GOROOT"); r != "" {
-		roots = append(roots, r)
-	}
-	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
-		roots = append(roots, strings.TrimSpace(string(out)))
-	}
-	for _, r := range roots {
-		for _, sub := range []string{"lib/wasm", "misc/wasm"} {
-			p := filepath.Join(r, sub, "wasm_exec.js")
-			if _, err := os.Stat(p); err == nil {
-				return p, nil
-			}
-		}
-	}
-	return "", errors.New("cannot find wasm_exec.js under $GOROOT/lib/wasm or $GOROOT/misc/wasm (is the go command on PATH?)")
-}
+// findWasmExec locates the toolchain's wasm_exec.js.
+func findWasmExec() (string, error) { return wasmexec.Find() }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>wasmtest</title></head>

@@ -1,0 +1,312 @@
+//go:build js && wasm
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall/js"
+	"time"
+
+	"github.com/tgate-web/tgate/gate"
+	"github.com/tgate-web/tgate/hub"
+	"github.com/tgate-web/tgate/hub/browser"
+	"github.com/tgate-web/tgate/macs"
+	"github.com/tgate-web/tgate/pipeline"
+	"github.com/tgate-web/tgate/sched"
+	"github.com/tgate-web/tgate/tensor"
+	"github.com/tgate-web/tgate/webgpu"
+)
+
+// engine is the state behind the JS API: one WebGPU device and at most one
+// loaded model.
+type engine struct {
+	b     *webgpu.Backend
+	store js.Value
+	hub   string
+
+	p     *pipeline.Pipeline
+	repo  *browser.Repo
+	model *modelInfo
+
+	mu     sync.Mutex
+	busy   bool
+	cancel context.CancelFunc
+}
+
+// initOptions are createEngine's options that reach the engine.
+type initOptions struct {
+	Hub string `json:"hub"`
+}
+
+// init starts the WebGPU device and returns the adapter's description.
+func (e *engine) init(opts js.Value) (any, error) {
+	var o initOptions
+	if opts.Type() == js.TypeString {
+		if err := json.Unmarshal([]byte(opts.String()), &o); err != nil {
+			return nil, coded("bad-request", fmt.Errorf("createEngine options: %w", err))
+		}
+	}
+	e.hub = o.Hub
+	e.store = js.Global().Get("tgateStore")
+	if e.store.Type() != js.TypeObject {
+		return nil, coded("internal", fmt.Errorf("the model store (tgateStore) is missing from the Worker"))
+	}
+	if js.Global().Get("navigator").Get("gpu").IsUndefined() {
+		return nil, coded("no-webgpu", fmt.Errorf("this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, or enable WebGPU in your browser's settings"))
+	}
+	b, err := webgpu.New(webgpu.Options{})
+	if err != nil {
+		return nil, coded("no-webgpu", fmt.Errorf("WebGPU could not start: %w", err))
+	}
+	e.b = b
+	info := b.AdapterInfo()
+	lim := b.Limits()
+	return js.ValueOf(map[string]any{
+		"vendor": info.Vendor, "architecture": info.Architecture, "description": info.Description,
+		"limits": map[string]any{
+			"maxBufferSize":               float64(lim.MaxBufferSize),
+			"maxStorageBufferBindingSize": float64(lim.MaxStorageBufferBindingSize),
+		},
+	}), nil
+}
+
+// loadOptions are engine.load's options.
+type loadOptions struct {
+	Hub     string `json:"hub"`
+	Decoder string `json:"decoder"`
+	TAESD   string `json:"taesd"`
+	Width   int    `json:"width"`
+	Height  int    `json:"height"`
+	Steps   int    `json:"steps"`
+	TGate   *struct {
+		Mode string `json:"mode"`
+	} `json:"tgate"`
+	// MemoryBudget, when positive, is the most GPU bytes the model may
+	// need at the chosen size.
+	MemoryBudget float64 `json:"memoryBudget"`
+}
+
+// modelInfo is what load resolves to (ModelInfo in docs/js-api.md).
+type modelInfo struct {
+	Source        string         `json:"source"`
+	Base          string         `json:"base"`
+	ClassName     string         `json:"className"`
+	Kind          string         `json:"kind"`
+	DefaultWidth  int            `json:"defaultWidth"`
+	DefaultHeight int            `json:"defaultHeight"`
+	Scheduler     string         `json:"scheduler"`
+	Files         []browser.File `json:"files"`
+	DownloadBytes int64          `json:"downloadBytes"`
+	Estimate      estimate       `json:"estimate"`
+	VAE           bool           `json:"vae"`
+	TAESD         bool           `json:"taesd"`
+	LoadMs        float64        `json:"loadMs"`
+}
+
+type estimate struct {
+	PeakBytes       int64 `json:"peakBytes"`
+	WeightBytes     int64 `json:"weightBytes"`
+	ActivationBytes int64 `json:"activationBytes"`
+	LargestBytes    int64 `json:"largestBytes"`
+}
+
+// load resolves a model source, estimates its memory, then binds its
+// weights on the GPU, streaming them from the store.
+func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
+	if e.b == nil {
+		return nil, coded("internal", fmt.Errorf("the engine is not started"))
+	}
+	if err := e.begin(); err != nil {
+		return nil, err
+	}
+	defer e.end()
+	var o loadOptions
+	if optJSON != "" {
+		if err := json.Unmarshal([]byte(optJSON), &o); err != nil {
+			return nil, coded("bad-request", fmt.Errorf("load options: %w", err))
+		}
+	}
+	emit := emitter(onEvent)
+	start := time.Now()
+	hubAddr := o.Hub
+	if hubAddr == "" {
+		hubAddr = e.hub
+	}
+	src, err := hub.ParseSource(source, hubAddr)
+	if err != nil {
+		return nil, coded("bad-request", err)
+	}
+	emit(map[string]any{"type": "phase", "phase": "resolve", "start": true})
+	repo, err := browser.Open(src, e.store, func(file string, n, total int64, cached, done bool) {
+		emit(map[string]any{"type": "download", "file": file, "bytes": float64(n), "total": float64(total), "fromCache": cached, "done": done})
+	})
+	if err != nil {
+		return nil, coded("download", err)
+	}
+	// Estimate from the configs before any weight is fetched.
+	arch, err := macs.LoadFolder(repo)
+	if err != nil {
+		return nil, coded(codeOrBadModel(err), err)
+	}
+	est, err := e.estimate(arch, repo, o)
+	if err != nil {
+		return nil, err
+	}
+	emit(map[string]any{"type": "phase", "phase": "resolve", "ms": ms(time.Since(start))})
+
+	// Release the previous model first: two need not fit at once.
+	if e.p != nil {
+		e.p.Close()
+		e.p, e.model, e.repo = nil, nil, nil
+	}
+	wstart := time.Now()
+	emit(map[string]any{"type": "phase", "phase": "weights", "start": true})
+	p, err := pipeline.LoadFolder(e.b, repo, pipeline.LoadOptions{
+		SkipVAE:  o.Decoder == "taesd" || o.Decoder == "none",
+		Variants: hub.PreferFP16,
+	})
+	if err != nil {
+		if lost := e.b.DeviceLost(); lost != nil {
+			return nil, coded("device-lost", lost)
+		}
+		return nil, coded(codeOrBadModel(err), err)
+	}
+	if o.TAESD != "" {
+		tsrc, err := hub.ParseSource(o.TAESD, hubAddr)
+		if err == nil {
+			var trepo *browser.Repo
+			if trepo, err = browser.Open(tsrc, e.store, nil); err == nil {
+				err = p.LoadTAESDIn(trepo, "")
+			}
+		}
+		if err != nil {
+			p.Close()
+			return nil, coded(codeOrBadModel(err), fmt.Errorf("TAESD decoder %s: %w", o.TAESD, err))
+		}
+	}
+	if err := e.b.Sync(); err != nil {
+		p.Close()
+		return nil, coded("device-lost", err)
+	}
+	emit(map[string]any{"type": "phase", "phase": "weights", "ms": ms(time.Since(wstart))})
+	h, w := p.DefaultSize()
+	schedName, _ := sched.NameFromConfig(p.Scheduler)
+	kind := "sd"
+	if p.Kind == pipeline.LatentConsistency {
+		kind = "lcm"
+	}
+	info := &modelInfo{Source: src.ID(), Base: src.Base, ClassName: p.Kind.String(), Kind: kind,
+		DefaultWidth: w, DefaultHeight: h, Scheduler: string(schedName), Files: repo.Opened(),
+		Estimate: est, VAE: p.VAE != nil, TAESD: p.TAESD != nil, LoadMs: ms(time.Since(start))}
+	for _, f := range info.Files {
+		if !f.Cached {
+			info.DownloadBytes += f.Bytes
+		}
+	}
+	e.p, e.repo, e.model = p, repo, info
+	return jsonValue(info)
+}
+
+// estimate counts the GPU memory a generation at the chosen size needs
+// (package macs, from the configs alone) and refuses a model whose largest
+// tensor exceeds the adapter's buffer limit or whose total exceeds the
+// caller's budget.
+func (e *engine) estimate(arch *macs.Model, repo *browser.Repo, o loadOptions) (estimate, error) {
+	spec := macs.DefaultSpec()
+	spec.Scheduler = ""
+	spec.Width, spec.Height = o.Width, o.Height
+	spec.Steps = 25
+	if o.Steps > 0 {
+		spec.Steps = o.Steps
+	}
+	spec.Gate = gate.Config{Mode: gate.Off}
+	if o.TGate != nil && o.TGate.Mode != "" && o.TGate.Mode != "off" {
+		if m, err := gate.ParseMode(o.TGate.Mode); err == nil {
+			spec.Gate = gate.SDDefaults()
+			spec.Gate.Mode = m
+		}
+	}
+	spec.WeightDType = tensor.F32
+	for name := range repo.Files {
+		if strings.HasPrefix(name, "unet/") && strings.Contains(name, ".fp16.") {
+			spec.WeightDType = tensor.F16
+		}
+	}
+	rep, err := macs.Count(arch, spec)
+	if err != nil {
+		return estimate{}, coded("bad-model", err)
+	}
+	est := estimate{PeakBytes: rep.Peak.Total, WeightBytes: rep.WeightBytes,
+		ActivationBytes: rep.Peak.Activations, LargestBytes: max(rep.Largest.Weights, rep.Largest.Activations, rep.Largest.Caches)}
+	if lim := int64(e.b.Limits().MaxBufferSize); est.LargestBytes > lim {
+		return est, coded("wont-fit", fmt.Errorf("this model will not fit this GPU at %dx%d: its largest tensor needs %s but the adapter's largest buffer (maxBufferSize) is %s; choose a smaller size",
+			rep.Width, rep.Height, mb(est.LargestBytes), mb(lim)))
+	}
+	if o.MemoryBudget > 0 && float64(est.PeakBytes) > o.MemoryBudget {
+		return est, coded("wont-fit", fmt.Errorf("this model will not fit at %dx%d: it needs about %s of GPU memory, more than the %s allowed; choose a smaller size or model",
+			rep.Width, rep.Height, mb(est.PeakBytes), mb(int64(o.MemoryBudget))))
+	}
+	return est, nil
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.0f MB", float64(n)/1e6) }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// codeOrBadModel keeps a download's or the store's code, else calls the
+// error a bad model folder.
+func codeOrBadModel(err error) string {
+	if c := codeOf(err); c != "internal" {
+		return c
+	}
+	return "bad-model"
+}
+
+// begin marks the engine busy: one load or generate at a time.
+func (e *engine) begin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.busy {
+		return coded("busy", fmt.Errorf("the engine is busy with another load or generation"))
+	}
+	e.busy = true
+	return nil
+}
+
+func (e *engine) end() {
+	e.mu.Lock()
+	e.busy = false
+	e.cancel = nil
+	e.mu.Unlock()
+}
+
+func (e *engine) cancelRun() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cancel != nil {
+		e.cancel()
+	}
+}
+
+// emitter returns a function that passes events to the JS callback f
+// (when it is one).
+func emitter(f js.Value) func(map[string]any) {
+	return func(ev map[string]any) {
+		if f.Type() == js.TypeFunction {
+			f.Invoke(js.ValueOf(ev))
+		}
+	}
+}
+
+// jsonValue returns v as a JS object (through JSON).
+func jsonValue(v any) (js.Value, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return js.Value{}, err
+	}
+	return js.Global().Get("JSON").Call("parse", string(data)), nil
+}

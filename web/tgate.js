@@ -1,0 +1,175 @@
+// tgate.js: the JavaScript API of tgate-web (docs/js-api.md). It owns a
+// dedicated Web Worker running the Go engine on WebGPU; pages and the
+// widget use only this module.
+//
+//   import { createEngine } from "/tgate.js";
+//   const engine = await createEngine({ onProgress });
+//   await engine.load("owner/name");
+//   const r = await engine.generate({ prompt: "a red fox", tgate: { mode: "v2" } });
+
+export { readParameters } from "./params.js";
+
+// EngineError is every rejection of the API: code is one of "no-webgpu",
+// "adapter", "wont-fit", "download", "bad-model", "quota", "device-lost",
+// "cancelled", "busy", "bad-request", "internal"; message is for people.
+export class EngineError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "EngineError";
+    this.code = code;
+  }
+}
+
+// createEngine starts the Worker and the WebGPU device.
+export async function createEngine(options = {}) {
+  const e = new Engine(options);
+  await e._start();
+  return e;
+}
+
+const noWebGPU = "this browser has no WebGPU: use a recent Chrome or Edge (or Safari 26, Firefox 141 on Windows), over https or on localhost";
+
+export class Engine {
+  constructor(options) {
+    this.options = options;
+    this.base = options.base ? new URL(options.base, location.href) : new URL(".", import.meta.url);
+    this.adapter = null;
+    this.model = null;
+    this._pending = new Map();
+    this._nextId = 1;
+    this._queue = Promise.resolve();
+    this._lastLoad = null;
+    this._needReload = false;
+    this._closed = false;
+  }
+
+  async _start() {
+    if (!globalThis.navigator || !navigator.gpu) throw new EngineError("no-webgpu", noWebGPU);
+    this._status("starting the engine");
+    this.worker = new Worker(new URL("engine-worker.js", this.base), { type: "module", name: "tgate-engine" });
+    this.worker.onmessage = (ev) => this._onMessage(ev.data);
+    this.worker.onerror = (ev) => {
+      ev.preventDefault();
+      this._failAll(new EngineError("internal", `the engine's Worker failed: ${ev.message || "script error"}`));
+    };
+    this.adapter = await this._call("init", [{ hub: this.options.hub || "" }]);
+    this._status("engine ready: " + (this.adapter.description || this.adapter.vendor || "WebGPU adapter"));
+  }
+
+  _status(message) { this._emit(null, { type: "status", message }); }
+
+  _emit(call, ev) {
+    if (call && call.onProgress) {
+      try { call.onProgress(ev); } catch (e) { console.error(e); }
+    }
+    if (this.options.onProgress) {
+      try { this.options.onProgress(ev); } catch (e) { console.error(e); }
+    }
+  }
+
+  _call(method, args, onProgress, transfer = []) {
+    if (this._closed) return Promise.reject(new EngineError("internal", "the engine is closed"));
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ id, method, args }, transfer);
+    });
+  }
+
+  _onMessage({ id, result, error, event }) {
+    const call = this._pending.get(id);
+    if (event) {
+      this._emit(call, event);
+      return;
+    }
+    if (!call) return;
+    this._pending.delete(id);
+    if (error) {
+      const err = new EngineError(error.code || "internal", error.message || "engine error");
+      call.reject(err);
+      if (err.code === "device-lost") this._restart();
+      return;
+    }
+    call.resolve(result);
+  }
+
+  _failAll(err) {
+    for (const [, call] of this._pending) call.reject(err);
+    this._pending.clear();
+  }
+
+  // _restart replaces a Worker whose GPU device was lost; the next
+  // generate reloads the model (from the browser cache).
+  async _restart() {
+    this._status("the GPU device was lost: restarting the engine");
+    this.worker.terminate();
+    this._failAll(new EngineError("device-lost", "the GPU device was lost"));
+    this.model = null;
+    this._needReload = !!this._lastLoad;
+    try {
+      await this._start();
+    } catch (e) {
+      this._status("the engine could not restart: " + e.message);
+    }
+  }
+
+  // _serial runs calls one after another, so two pages' widgets or a
+  // double click never find the engine busy.
+  _serial(f) {
+    const p = this._queue.then(f, f);
+    this._queue = p.catch(() => {});
+    return p;
+  }
+
+  // load resolves a model source and puts its weights on the GPU.
+  load(source, options = {}) {
+    return this._serial(async () => {
+      const { onProgress, ...rest } = options;
+      const info = await this._call("load", [source, rest], onProgress);
+      this.model = info;
+      this._lastLoad = [source, rest];
+      this._needReload = false;
+      return info;
+    });
+  }
+
+  // generate makes one image; see docs/js-api.md for the options.
+  generate(options = {}) {
+    return this._serial(async () => {
+      if (this._needReload) await this._reload(options.onProgress);
+      const { onProgress, latents, ...rest } = options;
+      if (latents !== undefined && latents !== null && !(latents instanceof Float32Array)) {
+        throw new EngineError("bad-request", "latents must be a Float32Array [1, C, H/8, W/8]");
+      }
+      if (latents) rest.latents = latents.slice();
+      return this._call("generate", [rest], onProgress);
+    });
+  }
+
+  async _reload(onProgress) {
+    const [source, rest] = this._lastLoad;
+    const info = await this._call("load", [source, rest], onProgress);
+    this.model = info;
+    this._needReload = false;
+  }
+
+  // cancel stops the running generation within a step; its promise
+  // rejects with code "cancelled".
+  cancel() {
+    if (!this._closed) this.worker.postMessage({ id: 0, method: "cancel", args: [] });
+  }
+
+  // close terminates the Worker and frees the GPU.
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    this.worker.terminate();
+    this._failAll(new EngineError("cancelled", "the engine was closed"));
+  }
+
+  // cacheList lists the stored models: [{ model, files, bytes }].
+  cacheList() { return this._call("cacheList", []); }
+
+  // cacheDelete removes every stored file of a model.
+  cacheDelete(model) { return this._call("cacheDelete", [model]); }
+}
