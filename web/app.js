@@ -19,6 +19,7 @@ const HUB = url.searchParams.get("hub") || undefined; // every preset but the lo
 // ---- state ---------------------------------------------------------------------------------
 
 let api = null; // the tgate.js module
+let apiPromise = null;
 let engine = null;
 let enginePromise = null;
 let model = null; // ModelInfo of the loaded model
@@ -90,20 +91,29 @@ function showAdapter(e) {
   $("engine-info").textContent = parts.join(" · ");
 }
 
+/** Imports tgate.js once (it needs no WebGPU); a failed import is retried by the next call. */
+function loadApi() {
+  if (api) return Promise.resolve(api);
+  if (!apiPromise) {
+    apiPromise = import("./tgate.js").then(
+      (m) => (api = m),
+      (err) => {
+        apiPromise = null;
+        throw Object.assign(new Error(`The engine could not be loaded from tgate.js (${err.message}). Reload the page; if it stays, the site is missing files.`), {
+          code: "unavailable",
+        });
+      },
+    );
+  }
+  return apiPromise;
+}
+
 /** Imports tgate.js and starts the engine once; a failed start is retried by the next call. */
 function ensureEngine() {
   if (engine) return Promise.resolve(engine);
   if (!enginePromise) {
     enginePromise = (async () => {
-      if (!api) {
-        try {
-          api = await import("./tgate.js");
-        } catch (err) {
-          throw Object.assign(new Error(`The engine could not be loaded from tgate.js (${err.message}). Reload the page; if it stays, the site is missing files.`), {
-            code: "unavailable",
-          });
-        }
-      }
+      await loadApi();
       if (typeof api.createEngine !== "function") {
         throw Object.assign(new Error("tgate.js has no createEngine: the engine files on this site do not match the page."), { code: "unavailable" });
       }
@@ -254,6 +264,11 @@ async function loadModel(req, { force = false } = {}) {
 
 // ---- generating ----------------------------------------------------------------------------
 
+/** A step's plan { cfg, cross, self } in words: "cfg on / cross cache / self compute". */
+function planText(p) {
+  return `cfg ${p.cfg ? "on" : "off"} / cross ${p.cross} / self ${p.self}`;
+}
+
 function stepProgress(label) {
   const bar = $("progress-steps");
   const line = $("step-text");
@@ -271,7 +286,7 @@ function stepProgress(label) {
       const mem = ev.memory || {};
       const parts = [`${label}: step ${ev.step}/${ev.total}`];
       if (ev.timestep != null) parts.push(`timestep ${Math.round(ev.timestep * 100) / 100}`);
-      if (ev.plan) parts.push(`plan: ${fmt.plan(ev.plan)}`);
+      if (ev.plan) parts.push(`plan: ${planText(ev.plan)}`);
       if (mem.liveBytes != null) parts.push(`GPU ${fmt.bytes(mem.liveBytes)} live, ${fmt.bytes(mem.peakBytes)} peak`);
       line.textContent = parts.join(" · ");
       if (ev.preview) {
@@ -299,21 +314,6 @@ async function generateOnce(opts, label) {
   addToGallery(r, opts, model && model.source, reuseSettings);
   $("step-text").textContent = `${label}: done in ${fmt.ms(r.timings && r.timings.totalMs)}.`;
   return r;
-}
-
-/**
- * The most GPU bytes live in any step after step `gate` (1-based), from memory.stepPeakBytes;
- * the engine's own peakAfterGateBytes when the steps are not there.
- */
-function peakAfterStep(r, gate) {
-  const m = r.memory || {};
-  const after = Array.isArray(m.stepPeakBytes) ? m.stepPeakBytes.slice(gate) : [];
-  return after.length ? Math.max(...after) : m.peakAfterGateBytes;
-}
-
-/** Gate step the engine would use with T-GATE on when the form leaves it empty. */
-function defaultGateStep() {
-  return model && model.kind === "lcm" ? 1 : 10;
 }
 
 /** Runs an action that needs the engine: handles busy state, errors and the final state. */
@@ -393,15 +393,14 @@ function compare() {
     await loadModel(req);
     // T-GATE as the form sets it; when the form has it off, v2 with the fields given (or the defaults).
     const on = opts.tgate.mode === "off" ? { ...readGateFields(), mode: "v2" } : opts.tgate;
-    // T-GATE off: the engine measures "after the gate" from step 10 (its default gate step).
-    const offOpts = { ...opts, tgate: { mode: "off" } };
+    // T-GATE off with the on run's gate step: the engine then measures the off run's
+    // peakAfterGateBytes after the same step (an unset gate step is the same default in both).
+    const offOpts = { ...opts, tgate: on.gateStep != null ? { mode: "off", gateStep: on.gateStep } : { mode: "off" } };
     const onOpts = { ...opts, tgate: on };
     $("compare-view").hidden = true;
     const rOff = await generateOnce(offOpts, "1 of 2, T-GATE off");
     const rOn = await generateOnce(onOpts, `2 of 2, T-GATE ${fmt.tgate(on)}`);
-    const gateStep = (rOn.gate && rOn.gate.gateStep) ?? on.gateStep ?? defaultGateStep();
-    const offAfterGate = gateStep === 10 ? rOff.memory && rOff.memory.peakAfterGateBytes : peakAfterStep(rOff, gateStep);
-    const { speedup, text } = showCompare(rOff, offOpts, rOn, onOpts, { offAfterGate });
+    const { speedup, text } = showCompare(rOff, offOpts, rOn, onOpts);
     lastCompare = { off: rOff, on: rOn, speedup, text };
     say(text);
     $("compare-view").scrollIntoView({ block: "nearest" });
@@ -434,7 +433,8 @@ function cancel() {
 
 function selectModelByName(name) {
   if (!name) return false;
-  const lower = name.toLowerCase();
+  // The engine names models "owner/name@rev"; a preset at main is the same.
+  const lower = name.toLowerCase().replace(/@main$/, "");
   const p =
     presets.find((x) => x.source.toLowerCase() === lower) ||
     presets.find((x) => x.id.toLowerCase() === lower) ||
@@ -525,9 +525,11 @@ function setUpDrop() {
 
 // ---- cache ---------------------------------------------------------------------------------
 
+/** Lists the stored models with tgate.js's listCachedModels (no engine or WebGPU needed). */
 async function refreshCache() {
   try {
-    await renderCache(engine, { onDelete: deleteCached, busy });
+    const m = await loadApi().catch(() => null);
+    await renderCache(m && m.listCachedModels, { onDelete: deleteCached, busy });
     setCacheBusy(busy);
   } catch (err) {
     $("cache-total").textContent = `Could not list the stored models: ${err.message}`;
@@ -535,9 +537,10 @@ async function refreshCache() {
 }
 
 async function deleteCached(name) {
-  if (busy || !engine) return;
+  if (busy) return;
   try {
-    await engine.cacheDelete(name);
+    const m = await loadApi();
+    await m.deleteCachedModel(name);
     say(`Deleted ${name} from this browser's storage.`);
   } catch (err) {
     sayError(err);

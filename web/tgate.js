@@ -8,6 +8,14 @@
 //   const r = await engine.generate({ prompt: "a red fox", tgate: { mode: "v2" } });
 
 export { readParameters } from "./params.js";
+import { list as storeList, remove as storeRemove } from "./store.js";
+
+// listCachedModels lists the models stored in this browser ([{ model,
+// files, bytes }]); it needs no engine (and no WebGPU).
+export function listCachedModels() { return storeList(); }
+
+// deleteCachedModel removes every stored file of a model.
+export function deleteCachedModel(model) { return storeRemove(model); }
 
 // EngineError is every rejection of the API: code is one of "no-webgpu",
 // "adapter", "wont-fit", "download", "bad-model", "quota", "device-lost",

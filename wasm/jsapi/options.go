@@ -158,7 +158,9 @@ func Resolve(g *Generate, kind pipeline.Kind, hasVAE, hasTAESD bool) (*Resolved,
 }
 
 // resolveGate fills T-GATE's defaults; parameters given with mode off are
-// reported as doing nothing.
+// reported as doing nothing, except gateStep, which with T-GATE off still
+// says where the result's peakAfterGateBytes starts counting (so a run
+// without T-GATE measures the steps a gated run would have gated).
 func resolveGate(t *TGate, lcm bool) (gate.Config, []string, error) {
 	gc := gate.SDDefaults()
 	if lcm {
@@ -187,7 +189,7 @@ func resolveGate(t *TGate, lcm bool) (gate.Config, []string, error) {
 		if o.v == nil {
 			continue
 		}
-		if m == gate.Off {
+		if m == gate.Off && o.name != "gateStep" {
 			warn = append(warn, fmt.Sprintf("tgate.%s is ignored: T-GATE is off (mode v1 or v2 turns it on)", o.name))
 			continue
 		}

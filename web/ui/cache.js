@@ -6,10 +6,11 @@ import { h } from "./results.js";
 const $ = (id) => document.getElementById(id);
 
 /**
- * Lists the stored models with engine.cacheList(); onDelete(model) is called by a row's delete
- * button. Returns the list, or null when there is no engine to ask.
+ * Lists the stored models with listModels (tgate.js's listCachedModels, which needs no engine);
+ * onDelete(model) is called by a row's delete button. Returns the list, or null when there is no
+ * listModels (tgate.js could not be loaded).
  */
-export async function renderCache(engine, { onDelete, busy = false } = {}) {
+export async function renderCache(listModels, { onDelete, busy = false } = {}) {
   const body = $("cache-list");
   const total = $("cache-total");
   let estimate = null;
@@ -22,13 +23,13 @@ export async function renderCache(engine, { onDelete, busy = false } = {}) {
     ? ` Browser storage for this site: ${fmt.bytes(estimate.usage)} used of ${fmt.bytes(estimate.quota)} allowed.`
     : "";
 
-  if (!engine) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: "4", class: "muted" }, "The list needs the engine, which is not running.")));
+  if (typeof listModels !== "function") {
+    body.replaceChildren(h("tr", {}, h("td", { colspan: "4", class: "muted" }, "The list needs tgate.js, which could not be loaded.")));
     total.textContent = quota.trim();
     return null;
   }
 
-  const list = await engine.cacheList();
+  const list = await listModels();
   const rows = list.map((m) =>
     h(
       "tr",

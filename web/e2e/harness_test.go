@@ -1,0 +1,321 @@
+// Package e2e drives the generation page (web/) in headless Chromium with
+// chromedp: the real page, the real engine (tgate.wasm on WebGPU, which is
+// SwiftShader on machines without a GPU), served by internal/devserver
+// with model folders in the Hub's layout. Results are checked against the
+// CPU backend and against diffusers' reference runs.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/tgate-web/tgate/fixture"
+	"github.com/tgate-web/tgate/internal/devserver"
+)
+
+// env is what TestMain prepares once: the engine build, the models folder
+// and the project root.
+var env struct {
+	root, wasm, models string
+	skip               string
+}
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		tmp, err := os.MkdirTemp("", "tgate-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		if err := prepare(tmp); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// prepare builds tgate.wasm and the models folder: the tiny fixture model
+// as tgate/tiny-sd and, where ../shared exists, diffusers' tiny reference
+// pipelines under golden/.
+func prepare(tmp string) error {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return err
+	}
+	env.root = root
+	env.wasm = filepath.Join(tmp, "tgate.wasm")
+	build := exec.Command("go", "build", "-o", env.wasm, "./wasm")
+	build.Dir = root
+	build.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building tgate.wasm: %v\n%s", err, out)
+	}
+	env.models = filepath.Join(tmp, "models")
+	if err := fixture.Write(filepath.Join(env.models, "tgate", "tiny-sd"), fixture.Options{Preset: fixture.SD15, Seed: 7}); err != nil {
+		return err
+	}
+	golden := filepath.Join(root, "..", "shared", "golden")
+	if _, err := os.Stat(golden); err == nil {
+		os.MkdirAll(filepath.Join(env.models, "golden"), 0o755)
+		for _, name := range []string{"sd15_tiny_pipeline", "lcm_tiny_pipeline"} {
+			if err := os.Symlink(filepath.Join(golden, name), filepath.Join(env.models, "golden", name)); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := findChrome(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func findChrome() (string, error) {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no Chromium found: install it (apt-get install chromium)")
+}
+
+// session is one page in a fresh browser profile (so an empty cache)
+// with its own server.
+type session struct {
+	t   *testing.T
+	srv *devserver.Server
+	url string
+	ctx context.Context
+	log []string
+}
+
+// open starts a server and a fresh headless Chromium on path ("/?...").
+func open(t *testing.T, path string, timeout time.Duration) *session {
+	t.Helper()
+	srv, err := devserver.New(devserver.Config{WebDir: filepath.Join(env.root, "web"), WASM: env.wasm, ModelsDir: env.models})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	chrome, _ := findChrome()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chrome),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", "new"),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("enable-unsafe-webgpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 1000),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc)
+	tab, cancelTab := chromedp.NewContext(alloc)
+	t.Cleanup(cancelTab)
+	s := &session{t: t, srv: srv, url: hs.URL, ctx: tab}
+	messages := chromedp.Console(tab)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			s.log = append(s.log, m.Text)
+		}
+	}()
+	if err := chromedp.Do(tab, chromedp.Navigate(hs.URL+path)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range s.log {
+				t.Logf("console: %s", l)
+			}
+		}
+	})
+	return s
+}
+
+// do runs chromedp actions, failing the test on error.
+func (s *session) do(actions ...chromedp.Action[chromedp.Void]) {
+	s.t.Helper()
+	if err := chromedp.Do(s.ctx, actions...); err != nil {
+		s.t.Fatalf("%v (state %q, status %q)", err, s.state(), s.text("#status"))
+	}
+}
+
+// eval evaluates a JS expression (awaiting a promise) into out.
+func (s *session) eval(expr string, out any) {
+	s.t.Helper()
+	raw, err := chromedp.Run(s.ctx, chromedp.Evaluate[[]byte](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		s.t.Fatalf("evaluating %s: %v", short(expr), err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			s.t.Fatalf("evaluating %s: %v (%s)", short(expr), err, short(string(raw)))
+		}
+	}
+}
+
+func short(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
+}
+
+func (s *session) state() string {
+	v, _ := chromedp.Run(s.ctx, chromedp.Evaluate[string](`document.body.dataset.state || ""`))
+	return v
+}
+
+func (s *session) text(sel string) string {
+	v, _ := chromedp.Run(s.ctx, chromedp.Evaluate[string](`(document.querySelector(`+jsString(sel)+`) || {}).textContent || ""`))
+	return strings.TrimSpace(v)
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// waitState polls until the page's state is one of want, failing after d.
+func (s *session) waitState(d time.Duration, want ...string) string {
+	s.t.Helper()
+	end := time.Now().Add(d)
+	for {
+		st := s.state()
+		for _, w := range want {
+			if st == w {
+				return st
+			}
+		}
+		if time.Now().After(end) {
+			s.t.Fatalf("page state %q after %v, want %v; status: %s", st, d, want, s.text("#status"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// screenshot saves the page to out/e2e-NAME.png under the project root.
+func (s *session) screenshot(name string) {
+	buf, err := chromedp.Run(s.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		s.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	dir := filepath.Join(env.root, "out")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "e2e-"+name+".png"), buf, 0o644)
+}
+
+// result is the part of an engine Result the tests read, with the PNG as
+// bytes.
+type result struct {
+	PNG         []byte    `json:"png"`
+	Latents     []float32 `json:"latents"`
+	LatentShape []int     `json:"latentShape"`
+	Width       int       `json:"width"`
+	Height      int       `json:"height"`
+	Parameters  string    `json:"parameters"`
+	Memory      struct {
+		PeakBytes          float64   `json:"peakBytes"`
+		StepPeakBytes      []float64 `json:"stepPeakBytes"`
+		PeakAfterGateBytes float64   `json:"peakAfterGateBytes"`
+	} `json:"memory"`
+	Gate struct {
+		Mode           string `json:"mode"`
+		CrossReused    int    `json:"crossReused"`
+		ReleasedAtStep *int   `json:"releasedAtStep"`
+	} `json:"gate"`
+	Timings struct {
+		TotalMs float64   `json:"totalMs"`
+		StepMs  []float64 `json:"stepMs"`
+	} `json:"timings"`
+	Warnings []string `json:"warnings"`
+}
+
+// packJS turns a Result (r) into JSON-friendly form: the PNG as base64
+// (decoded by encoding/json into []byte) and latents as an array.
+const packJS = `async (r) => {
+  let png = null;
+  if (r.png) {
+    const b = new Uint8Array(await r.png.arrayBuffer());
+    let s = ""; for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+    png = btoa(s);
+  }
+  return { ...r, png, latents: r.latents ? Array.from(r.latents) : null };
+}`
+
+// lastResult returns the page's latest result.
+func (s *session) lastResult() result {
+	s.t.Helper()
+	var r result
+	s.eval(`(`+packJS+`)(window.tgateApp.lastResult)`, &r)
+	return r
+}
+
+// generate calls engine.generate with the options object literal opts.
+func (s *session) generate(opts string) result {
+	s.t.Helper()
+	var r result
+	s.eval(`(async () => (`+packJS+`)(await window.tgateApp.engine.generate(`+opts+`)))()`, &r)
+	return r
+}
+
+// setField sets a form control's value and fires input and change, as a
+// person's edit does.
+func (s *session) setField(id, value string) {
+	s.t.Helper()
+	s.eval(`(() => { const el = document.getElementById(`+jsString(id)+`);
+	  el.value = `+jsString(value)+`;
+	  el.dispatchEvent(new Event("input", { bubbles: true }));
+	  el.dispatchEvent(new Event("change", { bubbles: true }));
+	  return el.value; })()`, nil)
+}
+
+// clickAndWait clicks a button and waits until the run it starts is over
+// (the page ready, or showing an error). The state is first marked
+// "clicked", so the wait sees the run's own return to ready.
+func (s *session) clickAndWait(sel string, d time.Duration) string {
+	s.t.Helper()
+	s.eval(`document.body.dataset.state = "clicked", true`, nil)
+	s.do(chromedp.Click(sel))
+	return s.waitState(d, "ready", "error")
+}
+
+// maxRelDiff is max|a−b| / max|b|.
+func maxRelDiff(a, b []float32) float64 {
+	var d, m float64
+	for i := range b {
+		d = max(d, abs(float64(a[i]-b[i])))
+		m = max(m, abs(float64(b[i])))
+	}
+	return d / m
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
