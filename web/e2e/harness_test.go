@@ -9,7 +9,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/tgate-web/tgate/fixture"
 	"github.com/tgate-web/tgate/internal/devserver"
+	"github.com/tgate-web/tgate/tensor"
 )
 
 // env is what TestMain prepares once: the engine build, the models folder
@@ -66,6 +69,15 @@ func prepare(tmp string) error {
 	if err := fixture.Write(filepath.Join(env.models, "tgate", "tiny-sd"), fixture.Options{Preset: fixture.SD15, Seed: 7}); err != nil {
 		return err
 	}
+	// The same model as F16 weights in diffusers' fp16 variant, each
+	// component sharded in two, as large repositories are.
+	if err := fixture.Write(filepath.Join(env.models, "tgate", "tiny-sd-fp16"), fixture.Options{Preset: fixture.SD15, Seed: 11,
+		DType: tensor.F16, Variant: "fp16", Shards: 2}); err != nil {
+		return err
+	}
+	if err := writeBroken(filepath.Join(env.models, "tgate", "tiny-sd"), filepath.Join(env.models, "tgate", "broken")); err != nil {
+		return err
+	}
 	golden := filepath.Join(root, "..", "shared", "golden")
 	if _, err := os.Stat(golden); err == nil {
 		os.MkdirAll(filepath.Join(env.models, "golden"), 0o755)
@@ -79,6 +91,34 @@ func prepare(tmp string) error {
 		return err
 	}
 	return nil
+}
+
+// writeBroken copies a model folder whose UNet config then disagrees
+// with its weights (wider first block): a bad model folder.
+func writeBroken(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if rel == filepath.Join("unet", "config.json") {
+			var cfg map[string]any
+			if err := json.Unmarshal(data, &cfg); err != nil {
+				return err
+			}
+			ch := cfg["block_out_channels"].([]any)
+			ch[0] = ch[0].(float64) * 2
+			if data, err = json.Marshal(cfg); err != nil {
+				return err
+			}
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(dst, rel)), 0o755)
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
 }
 
 func findChrome() (string, error) {
@@ -100,7 +140,8 @@ type session struct {
 	log []string
 }
 
-// open starts a server and a fresh headless Chromium on path ("/?...").
+// open starts a server and a fresh headless Chromium on path ("/?...",
+// where {origin} stands for the server's address).
 func open(t *testing.T, path string, timeout time.Duration) *session {
 	t.Helper()
 	srv, err := devserver.New(devserver.Config{WebDir: filepath.Join(env.root, "web"), WASM: env.wasm, ModelsDir: env.models})
@@ -141,7 +182,7 @@ func open(t *testing.T, path string, timeout time.Duration) *session {
 			s.log = append(s.log, m.Text)
 		}
 	}()
-	if err := chromedp.Do(tab, chromedp.Navigate(hs.URL+path)); err != nil {
+	if err := chromedp.Do(tab, chromedp.Navigate(hs.URL+strings.ReplaceAll(path, "{origin}", url.QueryEscape(hs.URL)))); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
