@@ -21,6 +21,7 @@ import (
 
 type runJSON struct {
 	Name           string `json:"name"`
+	PipelineClass  string `json:"pipeline_class"`
 	PipelineFolder string `json:"pipeline_folder"`
 	SchedulerSetup string `json:"scheduler_setup"`
 	Scheduler      struct {
@@ -179,6 +180,11 @@ func TestGoldenRuns(t *testing.T) {
 	for _, path := range loadRuns(t) {
 		var run runJSON
 		readJSON(t, path, &run)
+		if strings.Contains(run.PipelineClass, "Img2Img") || strings.Contains(run.PipelineClass, "Inpaint") {
+			// Image editing starts part-way down the schedule from a noised
+			// image (strength); its scheduler calls are those features'.
+			continue
+		}
 		t.Run(run.Name, func(t *testing.T) {
 			st := openRun(t, strings.TrimSuffix(path, ".json")+".safetensors")
 			// A scheduler that draws noise (EulerAncestral, LCM) gets a CPU
