@@ -7,7 +7,7 @@ GO      ?= go
 BIN     := bin
 WASMEXEC := $(CURDIR)/$(BIN)/wasmtest
 
-.PHONY: all build wasm serve demo test test-host test-browser vet bench fuzz clean
+.PHONY: all build wasm serve demo test test-host test-js test-browser vet bench fuzz clean
 
 # Address and models folder of `make serve` (see cmd/serve).
 ADDR    ?= 127.0.0.1:8080
@@ -42,12 +42,21 @@ vet:
 	$(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) vet ./webgpu/... ./cmd/kernelbench/... ./wasm/... ./hub/browser/... ./internal/jsutil/...
 
-test: vet test-host test-browser
+test: vet test-host test-js test-browser
 
 # Every host package; the CPU backend's conformance suite runs verbosely so
-# the log shows it (top-level results and the suite's summary lines).
+# the log shows it (top-level results and the suite's summary lines). The
+# page's end-to-end tests (web/e2e) drive headless Chromium and print each
+# test's name.
 test-host:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/cpu$$')
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/cpu$$' | grep -v '/web/e2e$$')
+	$(GO) test -count=1 -v ./cpu | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)|^\s+--- PASS'
+	$(GO) test -count=1 -timeout 20m -v ./web/e2e | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)'
+
+# The page's JavaScript modules that run without a browser (Node's test
+# runner).
+test-js:
+	node --test web/
 	$(GO) test -count=1 -v ./cpu | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)|^\s+--- PASS'
 
 # The WebGPU backend's tests, compiled to wasm and run in headless Chromium
