@@ -29,6 +29,14 @@ func main() {
 		return e.generate(arg(args, 0).String(), arg(args, 1), arg(args, 2))
 	}))
 	api.Set("cancel", js.FuncOf(func(js.Value, []js.Value) any { e.cancelRun(); return nil }))
+	// loseDevice destroys the GPU device, as a driver reset or the browser
+	// reclaiming memory would: a test hook for the device-lost path.
+	api.Set("loseDevice", promiseFunc(func([]js.Value) (any, error) {
+		if e.b != nil {
+			e.b.Close()
+		}
+		return nil, nil
+	}))
 	js.Global().Set("tgateGo", api)
 	if ready := js.Global().Get("tgateGoReady"); ready.Type() == js.TypeFunction {
 		ready.Invoke()

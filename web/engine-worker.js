@@ -74,6 +74,10 @@ async function handle(id, method, args) {
       go.cancel();
       return null;
     }
+    case "loseDevice": {
+      const go = await engine;
+      return go.loseDevice();
+    }
     case "cacheList":
       return store.list();
     case "cacheDelete":

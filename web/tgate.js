@@ -49,6 +49,7 @@ export class Engine {
     this._lastLoad = null;
     this._needReload = false;
     this._closed = false;
+    this._ready = Promise.resolve();
   }
 
   async _start() {
@@ -95,7 +96,7 @@ export class Engine {
     if (error) {
       const err = new EngineError(error.code || "internal", error.message || "engine error");
       call.reject(err);
-      if (err.code === "device-lost") this._restart();
+      if (err.code === "device-lost") this._restart().catch(() => {});
       return;
     }
     call.resolve(result);
@@ -114,11 +115,11 @@ export class Engine {
     this._failAll(new EngineError("device-lost", "the GPU device was lost"));
     this.model = null;
     this._needReload = !!this._lastLoad;
-    try {
-      await this._start();
-    } catch (e) {
+    this._ready = this._start().catch((e) => {
       this._status("the engine could not restart: " + e.message);
-    }
+      throw e;
+    });
+    return this._ready;
   }
 
   // _serial runs calls one after another, so two pages' widgets or a
@@ -132,6 +133,7 @@ export class Engine {
   // load resolves a model source and puts its weights on the GPU.
   load(source, options = {}) {
     return this._serial(async () => {
+      await this._ready;
       const { onProgress, ...rest } = options;
       const info = await this._call("load", [source, rest], onProgress);
       this.model = info;
@@ -144,6 +146,7 @@ export class Engine {
   // generate makes one image; see docs/js-api.md for the options.
   generate(options = {}) {
     return this._serial(async () => {
+      await this._ready;
       if (this._needReload) await this._reload(options.onProgress);
       const { onProgress, latents, ...rest } = options;
       if (latents !== undefined && latents !== null && !(latents instanceof Float32Array)) {
@@ -174,6 +177,11 @@ export class Engine {
     this.worker.terminate();
     this._failAll(new EngineError("cancelled", "the engine was closed"));
   }
+
+  // _loseDevice destroys the engine's GPU device, as a driver reset would
+  // (for tests of the device-lost path); the next call then fails with
+  // "device-lost" and the engine restarts.
+  _loseDevice() { return this._call("loseDevice", []); }
 
   // cacheList lists the stored models: [{ model, files, bytes }].
   cacheList() { return this._call("cacheList", []); }
