@@ -169,19 +169,11 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	if req.GuidanceRescale < 0 || req.GuidanceRescale > 1 {
 		return nil, fmt.Errorf("pipeline: guidance rescale %g is outside [0, 1]", req.GuidanceRescale)
 	}
-	height, width := req.Height, req.Width
-	dh, dw := p.DefaultSize()
-	if height == 0 {
-		height = dh
+	latentShape, err := p.LatentShape(req.Height, req.Width)
+	if err != nil {
+		return nil, err
 	}
-	if width == 0 {
-		width = dw
-	}
-	f := p.VAEScaleFactor()
-	if height <= 0 || width <= 0 || height%8 != 0 || width%8 != 0 || height%f != 0 || width%f != 0 {
-		return nil, fmt.Errorf("pipeline: height and width must be positive multiples of 8 (and of the VAE scale factor %d), got %dx%d", f, width, height)
-	}
-	latentShape := tensor.Shape{1, p.UNet.Config.InChannels, height / f, width / f}
+	height, width := latentShape[2]*p.VAEScaleFactor(), latentShape[3]*p.VAEScaleFactor()
 	switch {
 	case req.Decoder == DecodeVAE && p.VAE == nil:
 		return nil, fmt.Errorf("pipeline: the VAE decoder was not loaded")
@@ -426,6 +418,24 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	phase(PhaseDecode, true)
 	res.Image = img
 	return res, nil
+}
+
+// LatentShape is the shape [1, C, H/f, W/f] of the latents of a
+// height×width image (0 takes the model's default size), or an error when
+// the size is not a positive multiple of 8 and of the VAE scale factor f.
+func (p *Pipeline) LatentShape(height, width int) (tensor.Shape, error) {
+	dh, dw := p.DefaultSize()
+	if height == 0 {
+		height = dh
+	}
+	if width == 0 {
+		width = dw
+	}
+	f := p.VAEScaleFactor()
+	if height <= 0 || width <= 0 || height%8 != 0 || width%8 != 0 || height%f != 0 || width%f != 0 {
+		return nil, fmt.Errorf("pipeline: height and width must be positive multiples of 8 (and of the VAE scale factor %d), got %dx%d", f, width, height)
+	}
+	return tensor.Shape{1, p.UNet.Config.InChannels, height / f, width / f}, nil
 }
 
 // Decode turns latents [1, C, h, w] on the pipeline's backend into an

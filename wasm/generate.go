@@ -218,19 +218,13 @@ func initLatents(p *pipeline.Pipeline, req pipeline.Request, v js.Value) (*tenso
 	if !v.InstanceOf(js.Global().Get("Float32Array")) {
 		return nil, errors.New("latents must be a Float32Array")
 	}
-	h, w := req.Height, req.Width
-	dh, dw := p.DefaultSize()
-	if h == 0 {
-		h = dh
+	shape, err := p.LatentShape(req.Height, req.Width)
+	if err != nil {
+		return nil, err
 	}
-	if w == 0 {
-		w = dw
-	}
-	f := p.VAEScaleFactor()
-	shape := tensor.Shape{1, p.UNet.Config.InChannels, h / f, w / f}
 	n := v.Get("length").Int()
 	if n != shape.Numel() {
-		return nil, fmt.Errorf("latents hold %d values; a %dx%d image needs %v = %d", n, w, h, shape, shape.Numel())
+		return nil, fmt.Errorf("latents hold %d values; the image's latents are %v = %d values", n, shape, shape.Numel())
 	}
 	buf := make([]byte, 4*n)
 	js.CopyBytesToGo(buf, js.Global().Get("Uint8Array").New(v.Get("buffer"), v.Get("byteOffset"), 4*n))

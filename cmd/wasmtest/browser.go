@@ -4,48 +4,20 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/tgate-web/tgate/internal/chrome"
 )
-
-// chromeFlags are the switches that give headless Chromium a working
-// WebGPU adapter and keep it from reaching the network on its own. With
-// Debian's chromium 156 on a machine without a GPU these are enough: the
-// adapter is SwiftShader (vendor "google", architecture "swiftshader");
-// --enable-features=Vulkan, --use-angle=swiftshader and
-// --use-webgpu-adapter=swiftshader are not needed (WASMTEST_FLAGS can add
-// them).
-var chromeFlags = []chromedp.ExecAllocatorOption{
-	chromedp.Flag("headless", "new"),
-	chromedp.Flag("no-sandbox", true),
-	chromedp.Flag("enable-unsafe-webgpu", true),
-	chromedp.Flag("disable-quic", true),
-	chromedp.Flag("no-first-run", true),
-	chromedp.Flag("no-default-browser-check", true),
-	chromedp.Flag("disable-background-networking", true),
-	chromedp.Flag("disable-component-update", true),
-	chromedp.Flag("disable-sync", true),
-	chromedp.Flag("disable-dev-shm-usage", true),
-}
 
 // runBrowser opens the page in a fresh headless Chromium, prints its
 // console to stdout, and returns the exit status the program reports.
 func runBrowser(ctx context.Context, srv *server) (int, error) {
-	chrome := os.Getenv("WASMTEST_CHROME")
-	if chrome == "" {
-		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-			if p, err := exec.LookPath(name); err == nil {
-				chrome = p
-				break
-			}
-		}
-	}
-	if chrome == "" {
-		return 0, fmt.Errorf("no Chromium found: install it (apt-get install chromium) or set WASMTEST_CHROME")
+	bin, err := chrome.Find()
+	if err != nil {
+		return 0, err
 	}
 	userDir, err := os.MkdirTemp("", "wasmtest-chrome-")
 	if err != nil {
@@ -54,9 +26,9 @@ func runBrowser(ctx context.Context, srv *server) (int, error) {
 	defer os.RemoveAll(userDir)
 
 	opts := append([]chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
+		chromedp.ExecPath(bin),
 		chromedp.UserDataDir(userDir),
-	}, chromeFlags...)
+	}, chrome.Flags...)
 	for _, f := range strings.Fields(os.Getenv("WASMTEST_FLAGS")) {
 		name, val, hasVal := strings.Cut(strings.TrimLeft(f, "-"), "=")
 		if hasVal {
@@ -74,7 +46,7 @@ func runBrowser(ctx context.Context, srv *server) (int, error) {
 	// Subscribe before navigating so that no message is lost.
 	messages := chromedp.Console(tabCtx)
 	if err := chromedp.Do(tabCtx, chromedp.Navigate(srv.url)); err != nil {
-		return 0, fmt.Errorf("starting %s: %w", chrome, err)
+		return 0, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	// The exit status arrives over HTTP, which can overtake the last
 	// console messages. To print all output before returning, the runner

@@ -21,6 +21,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/tgate-web/tgate/fixture"
+	"github.com/tgate-web/tgate/internal/chrome"
 	"github.com/tgate-web/tgate/internal/devserver"
 	"github.com/tgate-web/tgate/tensor"
 )
@@ -87,7 +88,7 @@ func prepare(tmp string) error {
 			}
 		}
 	}
-	if _, err := findChrome(); err != nil {
+	if _, err := chrome.Find(); err != nil {
 		return err
 	}
 	return nil
@@ -121,15 +122,6 @@ func writeBroken(src, dst string) error {
 	})
 }
 
-func findChrome() (string, error) {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("no Chromium found: install it (apt-get install chromium)")
-}
-
 // session is one page in a fresh browser profile (so an empty cache)
 // with its own server.
 type session struct {
@@ -150,22 +142,15 @@ func open(t *testing.T, path string, timeout time.Duration) *session {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	chrome, _ := findChrome()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", "new"),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("enable-unsafe-webgpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1280, 1000),
+	bin, err := chrome.Find()
+	if err != nil {
+		t.Fatal(err)
 	}
+	opts := append([]chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000),
+	}, chrome.Flags...)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
