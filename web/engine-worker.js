@@ -35,6 +35,7 @@ async function start() {
 }
 
 const engine = start();
+store.dropPartials().catch(() => {});
 
 function errorOf(e) {
   if (e && typeof e === "object" && "code" in e) return { code: e.code || "internal", message: e.message || String(e) };

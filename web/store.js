@@ -60,9 +60,7 @@ async function put(cache, url, blob, meta) {
   try {
     await cache.put(url, new Response(blob, { headers }));
   } catch (e) {
-    if (e && e.name === "QuotaExceededError") {
-      throw new StoreError("quota", `browser storage is full: ${meta.file || url} (${blob.size} bytes) could not be stored; delete models in the cache manager or free disk space`);
-    }
+    if (e && e.name === "QuotaExceededError") throw quotaError(url, meta, blob.size);
     throw new StoreError("download", `storing ${url}: ${e.message || e}`);
   }
 }
@@ -128,33 +126,59 @@ export async function fetchFile(url, meta = {}, progress = () => {}) {
   if (total < 0 && lenHeader && !encoded) total = Number(lenHeader);
   const sha = (meta.sha256 || etagSHA(resp) || "").toLowerCase();
   const hasher = sha ? new SHA256() : null;
-  const chunks = [];
   let got = 0;
-  const reader = resp.body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      got += value.length;
-      if (hasher) hasher.update(value);
+  // The body streams to disk under a temporary key while it is counted and
+  // hashed, so a large file never sits whole in memory; it is copied to its
+  // real key only once it checks out.
+  const counted = resp.body.pipeThrough(new TransformStream({
+    transform(chunk, ctl) {
+      got += chunk.length;
+      if (hasher) hasher.update(chunk);
       progress(got, total, false);
-    }
+      ctl.enqueue(chunk);
+    },
+  }));
+  const tmp = partialKey(url);
+  try {
+    await cache.put(tmp, new Response(counted, { headers: { "content-type": "application/octet-stream" } }));
   } catch (e) {
+    await cache.delete(tmp).catch(() => {});
+    if (e && e.name === "QuotaExceededError") throw quotaError(url, meta, total);
     throw new StoreError("download", `download of ${url} broke off after ${got} of ${total >= 0 ? total : "?"} bytes: ${e.message || e}; nothing was stored, try again`);
   }
-  if (total >= 0 && got !== total) {
-    throw new StoreError("download", `download of ${url} ended after ${got} of ${total} bytes; nothing was stored, try again`);
-  }
+  const fail = async (msg) => {
+    await cache.delete(tmp);
+    throw new StoreError("download", msg);
+  };
+  if (total >= 0 && got !== total) await fail(`download of ${url} ended after ${got} of ${total} bytes; nothing was stored, try again`);
   if (hasher) {
     const h = hasher.hex();
-    if (h !== sha) throw new StoreError("download", `${url}: the downloaded bytes have sha256 ${h}, but the server says ${sha}; nothing was stored`);
+    if (h !== sha) await fail(`${url}: the downloaded bytes have sha256 ${h}, but the server says ${sha}; nothing was stored`);
   }
-  const blob = new Blob(chunks);
-  chunks.length = 0;
-  await put(cache, url, blob, { ...meta, sha256: sha });
+  const staged = await cache.match(tmp);
+  await put(cache, url, await staged.blob(), { ...meta, sha256: sha });
+  await cache.delete(tmp);
   const stored = await cache.match(url);
-  return stored ? stored.blob() : blob;
+  return stored.blob();
+}
+
+// partialKey is where a download stays until it checks out.
+function partialKey(url) {
+  const u = new URL(url);
+  u.searchParams.set("tgate-partial", "1");
+  return u.href;
+}
+
+function quotaError(url, meta, bytes) {
+  return new StoreError("quota", `browser storage is full: ${meta.file || url} (${bytes >= 0 ? bytes : "?"} bytes) could not be stored; delete models in the cache manager or free disk space`);
+}
+
+// dropPartials deletes downloads left unfinished by a closed tab.
+export async function dropPartials() {
+  const cache = await openCache();
+  for (const req of await cache.keys()) {
+    if (new URL(req.url).searchParams.has("tgate-partial")) await cache.delete(req);
+  }
 }
 
 // list groups the stored files by model: [{ model, files, bytes }].
@@ -162,6 +186,7 @@ export async function list() {
   const cache = await openCache();
   const byModel = new Map();
   for (const req of await cache.keys()) {
+    if (new URL(req.url).searchParams.has("tgate-partial")) continue;
     const resp = await cache.match(req);
     const model = (resp && resp.headers.get("x-tgate-model")) || new URL(req.url).origin;
     const size = Number((resp && resp.headers.get("x-tgate-size")) || 0);
