@@ -176,14 +176,7 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 		return nil, coded(codeOrBadModel(err), err)
 	}
 	if o.TAESD != "" {
-		tsrc, err := hub.ParseSource(o.TAESD, hubAddr)
-		if err == nil {
-			var trepo *browser.Repo
-			if trepo, err = browser.Open(tsrc, e.store, nil); err == nil {
-				err = p.LoadTAESDIn(trepo, "")
-			}
-		}
-		if err != nil {
+		if err := e.loadTAESD(p, o.TAESD, hubAddr); err != nil {
 			p.Close()
 			return nil, coded(codeOrBadModel(err), fmt.Errorf("TAESD decoder %s: %w", o.TAESD, err))
 		}
@@ -209,6 +202,37 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 	}
 	e.p, e.repo, e.model = p, repo, info
 	return jsonValue(info)
+}
+
+// loadTAESD loads a TAESD decoder from spec: a repository or folder URL in
+// diffusers' AutoencoderTiny layout (config.json and weights), a folder
+// holding taesd.py's taesd_decoder.safetensors, or the URL (or
+// "owner/name/file") of one .safetensors file.
+func (e *engine) loadTAESD(p *pipeline.Pipeline, spec, hubAddr string) error {
+	name := ""
+	if strings.HasSuffix(spec, ".safetensors") {
+		i := strings.LastIndex(spec, "/")
+		spec, name = spec[:i+1], spec[i+1:]
+		if !strings.Contains(spec, "://") {
+			spec = strings.TrimSuffix(spec, "/")
+		}
+	}
+	src, err := hub.ParseSource(spec, hubAddr)
+	if err != nil {
+		return err
+	}
+	repo, err := browser.Open(src, e.store, nil)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		if ok, err := repo.Exists("config.json"); err != nil {
+			return err
+		} else if !ok {
+			name = "taesd_decoder.safetensors"
+		}
+	}
+	return p.LoadTAESDIn(repo, name)
 }
 
 // estimate counts the GPU memory a generation at the chosen size needs

@@ -1,9 +1,17 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"image/png"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tgate-web/tgate/cpu"
+	"github.com/tgate-web/tgate/pipeline"
+	"github.com/tgate-web/tgate/sched"
 )
 
 // TestWontFitAndDeviceLoss: a model that needs more GPU memory than allowed
@@ -46,4 +54,76 @@ func TestWontFitAndDeviceLoss(t *testing.T) {
 		t.Fatalf("no new result after the restart")
 	}
 	checkImage(t, r)
+}
+
+// TestTAESDDecoderAndPreviews loads the tiny model with the real TAESD
+// decoder in place of the VAE (taesd.py's taesd_decoder.safetensors from
+// the model server): the step brings a TAESD preview, and the final
+// image is the CPU backend's to within one 8-bit level.
+func TestTAESDDecoderAndPreviews(t *testing.T) {
+	s := open(t, "/", 6*time.Minute)
+	s.waitState(2*time.Minute, "ready", "error")
+	var info struct {
+		VAE   bool `json:"vae"`
+		TAESD bool `json:"taesd"`
+	}
+	s.eval(`window.tgateApp.engine.load("tgate/tiny-sd", {hub: location.origin, decoder: "taesd", taesd: "madebyollin/taesd-bf16"})`, &info)
+	if info.VAE || !info.TAESD {
+		t.Fatalf("model info %+v: want the TAESD decoder and no VAE", info)
+	}
+	var out struct {
+		Result   result `json:"result"`
+		Previews []int  `json:"previews"`
+	}
+	s.eval(`(async () => {
+	  const previews = [];
+	  const r = await window.tgateApp.engine.generate({prompt: "a harbour", steps: 1, seed: 3, scheduler: "ddim",
+	    decoder: "taesd", previewEvery: 1, returnLatents: true,
+	    onProgress: (ev) => { if (ev.type === "step") previews.push(ev.preview instanceof Blob ? ev.preview.size : 0); }});
+	  return {result: await (`+packJS+`)(r), previews};
+	})()`, &out)
+	if len(out.Previews) != 1 || out.Previews[0] == 0 {
+		t.Errorf("previews (PNG sizes per step): %v; want one for the step", out.Previews)
+	}
+	dir := filepath.Join(env.models, "tgate", "tiny-sd")
+	p, err := pipeline.Load(cpu.New(), dir, pipeline.LoadOptions{SkipVAE: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.LoadTAESD(filepath.Join(env.models, "madebyollin", "taesd-bf16", "taesd_decoder.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Generate(context.Background(), pipeline.Request{Prompt: "a harbour", Steps: 1, Guidance: 7.5, Seed: 3,
+		Scheduler: sched.DDIM, Decoder: pipeline.DecodeTAESD})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pipeline.ToRGBA(res.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := png.Decode(bytes.NewReader(out.Result.PNG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0
+	for i := 0; i < len(want.Pix); i += 4 {
+		x, y := (i/4)%want.Rect.Dx(), (i/4)/want.Rect.Dx()
+		r, g, b, _ := got.At(x, y).RGBA()
+		for c, v := range []uint32{r >> 8, g >> 8, b >> 8} {
+			worst = max(worst, absInt(int(v)-int(want.Pix[i+c])))
+		}
+	}
+	if worst > 1 {
+		t.Errorf("TAESD image differs from the CPU backend's by up to %d levels", worst)
+	}
+	checkImage(t, out.Result)
+}
+
+func absInt(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
 }

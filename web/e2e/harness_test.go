@@ -87,6 +87,12 @@ func prepare(tmp string) error {
 				return err
 			}
 		}
+		// The real TAESD decoder, in taesd.py's single-file layout.
+		os.MkdirAll(filepath.Join(env.models, "madebyollin"), 0o755)
+		taesd := filepath.Join(root, "..", "shared", "assets", "taesd", "bf16_comfyui_fork")
+		if err := os.Symlink(taesd, filepath.Join(env.models, "madebyollin", "taesd-bf16")); err != nil {
+			return err
+		}
 	}
 	if _, err := chrome.Find(); err != nil {
 		return err
