@@ -65,8 +65,15 @@ func (e *engine) init(opts js.Value) (any, error) {
 	e.b = b
 	info := b.AdapterInfo()
 	lim := b.Limits()
+	var features []any
+	for _, f := range []string{"shader-f16", "subgroups", "timestamp-query"} {
+		if b.HasFeature(f) {
+			features = append(features, f)
+		}
+	}
 	return js.ValueOf(map[string]any{
 		"vendor": info.Vendor, "architecture": info.Architecture, "description": info.Description,
+		"features": features,
 		"limits": map[string]any{
 			"maxBufferSize":               float64(lim.MaxBufferSize),
 			"maxStorageBufferBindingSize": float64(lim.MaxStorageBufferBindingSize),

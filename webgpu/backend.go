@@ -342,3 +342,7 @@ func shapeOf(t *Tensor) tensor.Shape {
 // device (out of memory, a driver reset), else nil. A lost device never
 // comes back: make a new Backend.
 func (b *Backend) DeviceLost() error { return b.dev.LostError() }
+
+// HasFeature reports whether the adapter offers the named WebGPU feature
+// ("shader-f16", "subgroups", ...).
+func (b *Backend) HasFeature(name string) bool { return b.adapter.HasFeature(name) }
