@@ -15,7 +15,8 @@ import (
 )
 
 // TestWontFitAndDeviceLoss: a model that needs more GPU memory than allowed
-// is refused before any weight is downloaded, with both numbers; a lost GPU
+// is refused before any weight is downloaded, with both numbers; a model
+// given by its folder URL loads by probing file names; a lost GPU
 // device gets a message, the engine restarts its Worker, and the next
 // Generate on the same page works.
 func TestWontFitAndDeviceLoss(t *testing.T) {
@@ -35,7 +36,18 @@ func TestWontFitAndDeviceLoss(t *testing.T) {
 	if n := s.srv.Stats(unet).Gets; n != 0 {
 		t.Errorf("a refused model downloaded its weights (%d requests)", n)
 	}
-	s.eval(`window.tgateApp.engine.load("tgate/tiny-sd", {hub: location.origin})`, nil)
+	// A folder URL instead of a repository id: no model API, so the files
+	// are found by asking the server for the names diffusers looks for.
+	var info struct {
+		Source string `json:"source"`
+		Files  []struct {
+			Path string `json:"path"`
+		} `json:"files"`
+	}
+	s.eval(`window.tgateApp.engine.load(location.origin + "/tgate/tiny-sd/resolve/main/")`, &info)
+	if len(info.Files) != 3 || !strings.HasSuffix(info.Source, "/tgate/tiny-sd/resolve/main/") {
+		t.Errorf("loading by folder URL: %+v", info)
+	}
 
 	s.setField("prompt", "a boat")
 	s.setField("steps", "2")
