@@ -35,6 +35,16 @@ export async function createEngine(options = {}) {
   return e;
 }
 
+// workerURL is where the engine's Worker starts. A Worker script must
+// come from the page's own origin, so where tgate.js is served from another
+// one (the widget embedded on another site) the Worker is a module from a
+// blob: URL that imports the engine's Worker script (served with CORS).
+function workerURL(url) {
+  if (url.origin === location.origin) return url;
+  const src = `import ${JSON.stringify(url.href)};`;
+  return URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
+}
+
 const noWebGPU = "this browser has no WebGPU: use a recent Chrome or Edge (or Safari 26, Firefox 141 on Windows), over https or on localhost";
 
 export class Engine {
@@ -55,7 +65,7 @@ export class Engine {
   async _start() {
     if (!globalThis.navigator || !navigator.gpu) throw new EngineError("no-webgpu", noWebGPU);
     this._status("starting the engine");
-    this.worker = new Worker(new URL("engine-worker.js", this.base), { type: "module", name: "tgate-engine" });
+    this.worker = new Worker(workerURL(new URL("engine-worker.js", this.base)), { type: "module", name: "tgate-engine" });
     this.worker.onmessage = (ev) => this._onMessage(ev.data);
     this.worker.onerror = (ev) => {
       ev.preventDefault();
