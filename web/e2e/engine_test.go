@@ -139,3 +139,26 @@ func absInt(x int) int {
 	}
 	return x
 }
+
+// TestPageWithoutWebGPU: in a browser without WebGPU the page says so in
+// people's words, stays usable, and its cache manager (which needs no
+// engine) still lists what is stored.
+func TestPageWithoutWebGPU(t *testing.T) {
+	s := openWidgetPage(t, func(origin string) string { return origin + "/" }, 2*time.Minute,
+		`delete Navigator.prototype.gpu; delete WorkerNavigator.prototype.gpu;`)
+	s.waitState(time.Minute, "error")
+	if msg := s.statusError(); !strings.Contains(msg, "WebGPU") {
+		t.Errorf("status %q, want a message about WebGPU", msg)
+	}
+	var enabled bool
+	s.eval(`!document.getElementById("generate").disabled && !document.getElementById("load").disabled`, &enabled)
+	if !enabled {
+		t.Error("the page's buttons are disabled after the error")
+	}
+	var cacheText string
+	s.eval(`document.getElementById("cache").textContent`, &cacheText)
+	if strings.Contains(cacheText, "could not") {
+		t.Errorf("cache manager without an engine: %q", cacheText)
+	}
+	s.screenshot("no-webgpu")
+}
