@@ -13,14 +13,13 @@ export function describeError(err) {
   const detail = (err && err.message ? String(err.message) : String(err)).replace(/\.\s*$/, "");
   switch (code) {
     case "no-webgpu":
-      return { text: `${NO_WEBGPU} (${detail})`, error: true };
+      // tgate.js's own "no WebGPU" words repeat the above; an adapter or
+      // device that failed to start says more.
+      return { text: /^this browser has no WebGPU/i.test(detail) ? NO_WEBGPU : `${NO_WEBGPU} (${detail})`, error: true };
     case "adapter":
       return { text: `This GPU is too small for the engine: ${detail}.`, error: true };
     case "wont-fit":
-      return {
-        text: `This model will not fit in this GPU at these settings: ${detail}. Try a smaller size, or a smaller model.`,
-        error: true,
-      };
+      return { text: `${detail.charAt(0).toUpperCase()}${detail.slice(1)}.`, error: true };
     case "download":
       return {
         text: `A download failed: ${detail}. Check the connection and the model name, then try again; files already downloaded stay in the cache.`,
