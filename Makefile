@@ -35,7 +35,9 @@ serve: build wasm
 demo: build
 	$(BIN)/tgate fixture --out out/tiny-sd
 	$(BIN)/tgate generate --model out/tiny-sd --prompt "a photo of an astronaut riding a horse on mars" \
-		--steps 10 --tgate v2 --gate-step 4 --warm-up 1 --sp-interval 2 --seed 42 --out out/demo.png
+		--steps 10 --scheduler ddim --tgate v2 --gate-step 6 --sp-interval 3 --fi-interval 4 --warm-up 1 \
+		--seed 42 --out out/demo.png
+	@echo "out/demo.png is noise: the fixture's weights are random. For a real image, give --model a diffusers folder (README)."
 
 vet:
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)

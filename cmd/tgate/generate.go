@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/tgate-web/tgate/cpu"
@@ -26,49 +24,35 @@ func init() {
 	register("generate", "generate an image from a prompt on the CPU (Stable Diffusion / LCM, with T-GATE)", runGenerate)
 }
 
-func runGenerate(args []string) int {
+func runGenerate(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	return generate(ctx, args, os.Stdout, os.Stderr)
+	return generate(ctx, args, stdout, stderr)
 }
 
-// Valid values of the enumerated flags.
-var (
-	decoderNames = []string{"vae", "taesd"}
-	spacingNames = []string{"leading", "trailing", "linspace"}
-)
+var generateHelp = help{
+	name:  "generate",
+	usage: "--model DIR --prompt TEXT [flags]",
+	about: `Generates one image from a diffusers model folder (model_index.json layout: Stable Diffusion
+1.x/2.x or a latent consistency model, F32 or F16 safetensors) on the CPU and writes it as a PNG
+that carries its settings. Progress goes to stderr, one line per denoiser evaluation.`,
+	groups: []flagGroup{
+		{"model and prompt", []string{"model", "prompt", "negative-prompt"}},
+		{"sampling", []string{"steps", "scheduler", "timestep-spacing", "guidance", "guidance-rescale", "seed", "width", "height", "latents"}},
+		{"T-GATE", []string{"tgate", "gate-step", "sp-interval", "fi-interval", "warm-up"}},
+		{"output", []string{"out", "save-latents", "decoder", "taesd", "quiet"}},
+	},
+	values: map[string]string{
+		"model": "DIR", "prompt": "TEXT", "negative-prompt": "TEXT", "scheduler": "NAME", "timestep-spacing": "NAME",
+		"tgate": "MODE", "latents": "FILE.npy", "save-latents": "FILE.npy", "out": "FILE.png", "decoder": "NAME",
+		"taesd": "FILE", "guidance": "X",
+	},
+	notes: warnHelp + `
 
-// oneOf returns an error naming the flag and listing the valid values when
-// v is not one of them.
-func oneOf(flagName, v string, valid []string) error {
-	for _, s := range valid {
-		if v == s {
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown --%s value %q (valid: %s)", flagName, v, strings.Join(valid, ", "))
-}
-
-// optFloat is a float flag that remembers whether it was set.
-type optFloat struct {
-	v   float64
-	set bool
-}
-
-func (o *optFloat) String() string {
-	if !o.set {
-		return "model default"
-	}
-	return strconv.FormatFloat(o.v, 'g', -1, 64)
-}
-
-func (o *optFloat) Set(s string) error {
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return fmt.Errorf("not a finite number: %q", s)
-	}
-	o.v, o.set = v, true
-	return nil
+The outputs are checked for writability and --steps against the scheduler before any weights
+are read. T-GATE's summary line gives the share of the attention work it skipped: every
+attention module's evaluations, weighted by batch (two rows with the guidance batch), against
+the same run without T-GATE.`,
 }
 
 // generate runs `tgate generate`: it loads a diffusers model folder,
@@ -76,45 +60,37 @@ func (o *optFloat) Set(s string) error {
 // final latents as .npy if asked). Progress and warnings go to stderr.
 func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("generate", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	model := fl.String("model", "", "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
+	model := fl.String("model", "", "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/); required")
 	prompt := fl.String("prompt", "", "the prompt")
 	negative := fl.String("negative-prompt", "", "the negative prompt (classifier-free guidance)")
-	steps := fl.Int("steps", 0, "denoising steps (0: 50 for Stable Diffusion, 4 for LCM)")
+	steps := fl.Int("steps", 0, "denoising steps (default: 50 for Stable Diffusion, 4 for LCM)")
 	var guidance optFloat
-	fl.Var(&guidance, "guidance", "guidance scale (default 7.5 for Stable Diffusion, 8.5 for LCM; ≤ 1 turns guidance off for Stable Diffusion)")
-	rescale := fl.Float64("guidance-rescale", 0, "guidance rescale φ in [0, 1] (rescale_noise_cfg)")
+	fl.Var(&guidance, "guidance", "guidance scale; at most 1 turns classifier-free guidance off for Stable Diffusion (default: 7.5 for Stable Diffusion, 8.5 for LCM)")
+	rescale := fl.Float64("guidance-rescale", 0, "guidance rescale φ in [0, 1] (rescale_noise_cfg; 0 is off)")
 	seed := fl.Uint64("seed", 0, "seed of the PyTorch-compatible CPU generator")
-	width := fl.Int("width", 0, "image width in pixels (0: the model's default)")
-	height := fl.Int("height", 0, "image height in pixels (0: the model's default)")
+	width := fl.Int("width", 0, "image width in pixels (default: the model's)")
+	height := fl.Int("height", 0, "image height in pixels (default: the model's)")
 	schedName := fl.String("scheduler", "", "scheduler: "+joinNames(sched.Names())+" (default: the model folder's)")
 	spacing := fl.String("timestep-spacing", "", "timestep spacing: "+strings.Join(spacingNames, ", ")+" (default: the scheduler config's)")
-	mode := fl.String("tgate", "off", "T-GATE mode: "+strings.Join(gate.ModeNames(), ", ")+" (off reproduces the diffusers pipeline)")
-	gateStep := fl.Int("gate-step", -1, "T-GATE gate step (default: 10 for Stable Diffusion, 1 for LCM)")
-	spInterval := fl.Int("sp-interval", -1, "T-GATE self-attention caching interval before the gate (default: 5, LCM 1)")
-	fiInterval := fl.Int("fi-interval", -1, "T-GATE self-attention caching interval after the gate (default: 1)")
-	warmUp := fl.Int("warm-up", -1, "T-GATE warm-up steps without self-attention caching (default: 2, LCM 0)")
-	latentsIn := fl.String("latents", "", "initial latents (.npy, float32 [1,4,H/8,W/8]); scaled by the scheduler's init_noise_sigma")
-	latentsOut := fl.String("save-latents", "", "write the final latents (float32 NCHW, before decoding) to this .npy file")
-	out := fl.String("out", "out.png", "output PNG file (empty: no image)")
+	mode := fl.String("tgate", "off", "T-GATE mode: "+strings.Join(gate.ModeNames(), ", ")+"; off reproduces the diffusers pipeline")
+	gateStep := fl.Int("gate-step", -1, "steps that compute cross-attention; after them it is reused and guidance stops (default: 10 for Stable Diffusion, 1 for LCM)")
+	spInterval := fl.Int("sp-interval", -1, "v2: self-attention is cached every this many steps before the gate and reused in between (default: 5, LCM 1)")
+	fiInterval := fl.Int("fi-interval", -1, "v2: the same after the gate (default: 1, which reuses nothing)")
+	warmUp := fl.Int("warm-up", -1, "v2: first steps whose self-attention is neither cached nor reused (default: 2, LCM 0)")
+	latentsIn := fl.String("latents", "", "initial latents (float32 [1,4,H/8,W/8]); scaled by the scheduler's init_noise_sigma")
+	latentsOut := fl.String("save-latents", "", "write the final latents (float32 NCHW, before decoding) to this file")
+	out := fl.String("out", "out.png", "output PNG file; empty for no image")
 	decoder := fl.String("decoder", "vae", "image decoder: "+strings.Join(decoderNames, ", "))
 	taesdPath := fl.String("taesd", "", "TAESD decoder weights (.safetensors) for --decoder taesd")
 	quiet := fl.Bool("quiet", false, "no per-step progress")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tgate generate --model DIR --prompt TEXT [flags]")
-		fl.PrintDefaults()
-	}
-	if err := fl.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fl, generateHelp, args, stdout, stderr); !ok {
+		return code
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "tgate generate: %v\n", err)
 		return 1
 	}
-	usageErr := func(err error) int {
-		fmt.Fprintf(stderr, "tgate generate: %v\n", err)
-		return 2
-	}
+	usageErr := func(err error) int { return usageError(stderr, "generate", err) }
 	if fl.NArg() != 0 {
 		return usageErr(fmt.Errorf("unexpected arguments %q", fl.Args()))
 	}
@@ -143,11 +119,38 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return usageErr(fmt.Errorf("unknown --tgate value %q (valid: %s)", *mode, strings.Join(gate.ModeNames(), ", ")))
 	}
+	if *steps < 0 {
+		return usageErr(fmt.Errorf("--steps %d: must be at least 1 (0 picks the model's default)", *steps))
+	}
 	if *decoder == "taesd" && *taesdPath == "" && *out != "" {
 		return usageErr(errors.New("--decoder taesd needs --taesd PATH (the TAESD decoder weights)"))
 	}
 	if *out == "" && *latentsOut == "" {
 		return usageErr(errors.New("nothing to write: give --out and/or --save-latents"))
+	}
+
+	// Before any weights are read: the model's class and scheduler, the
+	// step count, T-GATE's plan and where the outputs go.
+	r, err := planRun(*model, runChoices{steps: *steps, scheduler: name, spacing: *spacing, guidance: guidance, mode: gm,
+		gateStep: *gateStep, spInterval: *spInterval, fiInterval: *fiInterval, warmUp: *warmUp})
+	var ue choiceError
+	switch {
+	case errors.As(err, &ue):
+		return usageErr(ue.error)
+	case err != nil:
+		return fail(err)
+	}
+	for _, o := range []struct{ flag, path string }{{"out", *out}, {"save-latents", *latentsOut}} {
+		if o.path != "" {
+			if err := checkWritable(o.flag, o.path); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	set := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, w := range settingWarnings(r, generateFlags{set: set, prompt: *prompt, guidance: guidance, rescale: *rescale, decoder: *decoder}) {
+		fmt.Fprintf(stderr, "WARNING: %s\n", w)
 	}
 
 	var init *tensor.Host
@@ -175,31 +178,6 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 
-	gc := gate.SDDefaults()
-	if p.Kind == pipeline.LatentConsistency {
-		gc = gate.LCMDefaults()
-	}
-	gc.Mode = gm
-	for _, o := range []struct {
-		v   int
-		dst *int
-	}{{*gateStep, &gc.GateStep}, {*spInterval, &gc.SPInterval}, {*fiInterval, &gc.FIInterval}, {*warmUp, &gc.WarmUp}} {
-		if o.v >= 0 {
-			*o.dst = o.v
-		}
-	}
-	if err := gc.Validate(); err != nil {
-		return usageErr(err)
-	}
-	if gm == gate.Off {
-		fl.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "gate-step", "sp-interval", "fi-interval", "warm-up":
-				fmt.Fprintf(stderr, "WARNING: --%s is ignored: T-GATE is off (add --tgate v1 or v2)\n", f.Name)
-			}
-		})
-	}
-
 	req := pipeline.Request{
 		Prompt:          *prompt,
 		NegativePrompt:  *negative,
@@ -211,7 +189,7 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Height:          *height,
 		Scheduler:       name,
 		TimestepSpacing: *spacing,
-		Gate:            gc,
+		Gate:            r.gate,
 		Latents:         init,
 		Decoder:         pipeline.DecodeVAE,
 	}
@@ -224,9 +202,11 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case *decoder == "taesd":
 		req.Decoder = pipeline.DecodeTAESD
 	}
-	if !*quiet {
-		req.Progress = func(pr pipeline.Progress) {
-			fmt.Fprintf(stderr, "step %d/%d  t=%g  %s  %.1fs\n", pr.Step, pr.Total, pr.Timestep, describePlan(pr.Plan, gm), pr.Elapsed.Seconds())
+	prog := newProgress(r)
+	req.Progress = func(pr pipeline.Progress) {
+		line := prog.line(pr)
+		if !*quiet {
+			fmt.Fprintln(stderr, line)
 		}
 	}
 	req.Warn = func(w string) { fmt.Fprintf(stderr, "WARNING: %s\n", w) }
@@ -259,23 +239,9 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "image %dx%d written to %s\n", res.Image.Shape[3], res.Image.Shape[2], *out)
 	}
 	if gm != gate.Off {
-		s := res.Gate
-		fmt.Fprintf(stderr, "T-GATE %s: cross-attention computed %d, reused %d; self-attention computed %d, reused %d\n",
-			gm, s.CrossComputed, s.CrossReused, s.SelfComputed, s.SelfReused)
+		fmt.Fprintln(stderr, gateSummary(gm, res.Gate, prog.plans))
 	}
 	return 0
-}
-
-// describePlan summarises a step's plan for the progress line.
-func describePlan(p gate.StepPlan, m gate.Mode) string {
-	cfg := "cfg"
-	if !p.CFG {
-		cfg = "no-cfg"
-	}
-	if m == gate.Off {
-		return cfg
-	}
-	return fmt.Sprintf("%s cross=%s self=%s", cfg, p.Cross, p.Self)
 }
 
 func writeNPY(path string, h *tensor.Host) error {

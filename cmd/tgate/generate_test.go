@@ -75,7 +75,7 @@ func TestGenerateReproducesRuns(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, stderr.String())
 			}
 			golden.AssertClose(t, "final.latents", readNPY(t, outLat), gold["final.latents"], 1e-3)
-			if n := strings.Count(stderr.String(), "step "); n != 10 {
+			if n := countPrefixed(stderr.String(), "step "); n != 10 {
 				t.Errorf("%d progress lines on stderr, want 10:\n%s", n, stderr.String())
 			}
 			f, err := os.Open(outPNG)
@@ -217,4 +217,15 @@ func TestGeneratePNGSettings(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n%+v\nwant\n%+v", got, want)
 	}
+}
+
+// countPrefixed counts the lines of s that start with prefix.
+func countPrefixed(s, prefix string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -17,10 +16,22 @@ import (
 )
 
 func init() {
-	register("macs", "count MACs, parameters and peak memory of a generation with and without T-GATE (configs only)", runMacs)
+	register("macs", "count MACs, parameters and peak memory of a generation with and without T-GATE (configs only)", macsCmd)
 }
 
-func runMacs(args []string) int { return macsCmd(args, os.Stdout, os.Stderr) }
+var macsHelp = help{
+	name:  "macs",
+	usage: "--model DIR [flags]",
+	about: `Counts one generation without T-GATE and one with it on a shape-only backend, from the
+model folder's config files alone (no weights are read): MACs per phase, the UNet parameters each
+phase reads, peak memory per phase and what the gate releases.`,
+	groups: []flagGroup{
+		{"generation", []string{"model", "steps", "width", "height", "scheduler", "guidance"}},
+		{"T-GATE", []string{"tgate", "gate-step", "sp-interval", "fi-interval", "warm-up"}},
+		{"dtypes", []string{"weights", "activations"}},
+	},
+	values: map[string]string{"model": "DIR", "scheduler": "NAME", "tgate": "MODE", "weights": "DTYPE", "activations": "DTYPE"},
+}
 
 // macsDTypes are the accepted spellings of --weights and --activations.
 var macsDTypes = map[string]tensor.DType{"f32": tensor.F32, "f16": tensor.F16, "bf16": tensor.BF16}
@@ -33,11 +44,10 @@ var macsDTypes = map[string]tensor.DType{"f32": tensor.F32, "f16": tensor.F16, "
 // one line to stderr and return 1; bad flags return 2.
 func macsCmd(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("macs", flag.ContinueOnError)
-	fl.SetOutput(stderr)
 	model := fl.String("model", "", "diffusers model folder; only model_index.json and the config files are read")
-	steps := fl.Int("steps", 0, "denoising steps (0: 25 for Stable Diffusion, as in the T-GATE paper; 4 for LCM)")
-	width := fl.Int("width", 0, "image width in pixels (0: the model's default)")
-	height := fl.Int("height", 0, "image height in pixels (0: the model's default)")
+	steps := fl.Int("steps", 0, "denoising steps (default: 25 for Stable Diffusion, as in the T-GATE paper; 4 for LCM)")
+	width := fl.Int("width", 0, "image width in pixels (default: the model's)")
+	height := fl.Int("height", 0, "image height in pixels (default: the model's)")
 	schedName := fl.String("scheduler", string(sched.DPMSolver), "scheduler: "+joinSchedNames(sched.Names())+", or \"folder\" for the model folder's (the paper used dpm++2m)")
 	guidance := fl.Bool("guidance", true, "classifier-free guidance (a batch of 2) before the gate; ignored for LCM")
 	mode := fl.String("tgate", "v2", "T-GATE mode to compare with the plain run: "+strings.Join(gate.ModeNames(), ", "))
@@ -47,38 +57,36 @@ func macsCmd(args []string, stdout, stderr io.Writer) int {
 	warmUp := fl.Int("warm-up", -1, "warm-up steps without self-attention caching, v2 (default: 2, LCM 0)")
 	weights := fl.String("weights", "f16", "weight dtype: f16, bf16, f32")
 	acts := fl.String("activations", "f32", "activation dtype: f32, f16")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tgate macs --model DIR [flags]\n\nCounts one generation on a shape-only backend, from the model's config files alone (no weights).")
-		fl.PrintDefaults()
-	}
-	if err := fl.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fl, macsHelp, args, stdout, stderr); !ok {
+		return code
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "tgate macs: %v\n", err)
 		return 1
 	}
 	if fl.NArg() != 0 {
-		fmt.Fprintf(stderr, "tgate macs: unexpected argument %q\n", fl.Arg(0))
-		fl.Usage()
-		return 2
+		return usageError(stderr, "macs", fmt.Errorf("unexpected argument %q", fl.Arg(0)))
 	}
 	if *model == "" {
-		fmt.Fprintln(stderr, "tgate macs: --model is required")
-		fl.Usage()
-		return 2
+		return usageError(stderr, "macs", errors.New("--model is required"))
 	}
 	m, err := gate.ParseMode(*mode)
 	if err != nil {
-		return fail(err)
+		return usageError(stderr, "macs", fmt.Errorf("unknown --tgate value %q (valid: %s)", *mode, strings.Join(gate.ModeNames(), ", ")))
 	}
 	wdt, ok := macsDTypes[strings.ToLower(*weights)]
 	if !ok {
-		return fail(fmt.Errorf("--weights %q: valid values are f16, bf16, f32", *weights))
+		return usageError(stderr, "macs", fmt.Errorf("unknown --weights value %q (valid: f16, bf16, f32)", *weights))
 	}
 	adt, ok := macsDTypes[strings.ToLower(*acts)]
 	if !ok || adt == tensor.BF16 {
-		return fail(fmt.Errorf("--activations %q: valid values are f32, f16", *acts))
+		return usageError(stderr, "macs", fmt.Errorf("unknown --activations value %q (valid: f32, f16)", *acts))
+	}
+	var schedule sched.Name // "" is the model folder's
+	if *schedName != "folder" {
+		if schedule, err = sched.ParseName(*schedName); err != nil {
+			return usageError(stderr, "macs", fmt.Errorf("unknown --scheduler value %q (valid: %s, folder)", *schedName, joinSchedNames(sched.Names())))
+		}
 	}
 	mod, err := macs.Load(*model)
 	if err != nil {
@@ -95,16 +103,7 @@ func macsCmd(args []string, stdout, stderr io.Writer) int {
 	if *steps != 0 {
 		spec.Steps = *steps
 	}
-	switch *schedName {
-	case "folder":
-		spec.Scheduler = ""
-	default:
-		n, err := sched.ParseName(*schedName)
-		if err != nil {
-			return fail(fmt.Errorf("--scheduler: %w", err))
-		}
-		spec.Scheduler = n
-	}
+	spec.Scheduler = schedule
 	for _, o := range []struct {
 		v   int
 		dst *int
@@ -115,7 +114,7 @@ func macsCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	spec.Gate.Mode = m
 	if err := spec.Gate.Validate(); err != nil {
-		return fail(err)
+		return usageError(stderr, "macs", err)
 	}
 
 	// Four runs: without and with T-GATE, each with every model resident

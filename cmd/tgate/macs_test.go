@@ -93,11 +93,11 @@ func TestMacsErrors(t *testing.T) {
 	}{
 		{nil, 2, "--model is required"},
 		{[]string{"--model", sd15, "extra"}, 2, "unexpected argument"},
-		{[]string{"--model", sd15, "--tgate", "v3"}, 1, `unknown T-GATE mode "v3"`},
-		{[]string{"--model", sd15, "--weights", "int8"}, 1, `--weights "int8"`},
-		{[]string{"--model", sd15, "--scheduler", "heun"}, 1, "--scheduler"},
+		{[]string{"--model", sd15, "--tgate", "v3"}, 2, `unknown --tgate value "v3" (valid: off, v1, v2)`},
+		{[]string{"--model", sd15, "--weights", "int8"}, 2, `unknown --weights value "int8"`},
+		{[]string{"--model", sd15, "--scheduler", "heun"}, 2, `unknown --scheduler value "heun"`},
 		{[]string{"--model", sd15, "--width", "500"}, 1, "500x512"},
-		{[]string{"--model", sd15, "--gate-step", "0"}, 1, "gate step 0"},
+		{[]string{"--model", sd15, "--gate-step", "0"}, 2, "gate step 0"},
 		{[]string{"--model", sd3}, 1, "StableDiffusion3Pipeline"},
 		{[]string{"--model", t.TempDir()}, 1, "model_index.json"},
 	} {
@@ -110,6 +110,9 @@ func TestMacsErrors(t *testing.T) {
 		}
 		if c.code == 1 && strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Errorf("%v: error is not one line: %q", c.args, errOut)
+		}
+		if c.code == 2 && (!strings.HasSuffix(errOut, "\nRun 'tgate macs -h' for its flags.\n") || strings.Count(errOut, "\n") != 2) {
+			t.Errorf("%v: a usage error is not one line and a pointer to -h: %q", c.args, errOut)
 		}
 	}
 }

@@ -42,10 +42,32 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// usageText is what wasmtest -h prints.
+const usageText = `usage: wasmtest program.wasm [args...]
+
+Runs a GOOS=js GOARCH=wasm program, usually a test binary, in headless Chromium with WebGPU,
+streams its console to stdout and exits with its status. For go test:
+
+  GOOS=js GOARCH=wasm go test -exec="$PWD/bin/wasmtest" ./webgpu/...
+
+The page also serves the project root under /fs/ and ../shared (where it exists) under /shared/.
+
+environment:
+  WASMTEST_TIMEOUT   overall limit (Go duration, default 10m)
+  WASMTEST_CHROME    the browser binary (default: chromium on $PATH)
+  WASMTEST_FLAGS     extra Chromium flags, space separated
+  TGATE_*            copied into the Go program's environment
+`
+
 func run(args []string) int {
 	if len(args) < 1 {
-		fmt.Fprintln(os.Stderr, "usage: wasmtest program.wasm [args...]")
+		fmt.Fprint(os.Stderr, usageText)
 		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		fmt.Fprint(os.Stdout, usageText)
+		return 0
 	}
 	wasmPath, progArgs := args[0], filterArgs(args[1:])
 

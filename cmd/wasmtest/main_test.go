@@ -10,6 +10,31 @@ import (
 	"testing"
 )
 
+// TestHelp: -h, -help and --help print the usage to stdout and exit 0
+// without starting a browser.
+func TestHelp(t *testing.T) {
+	for _, h := range []string{"-h", "-help", "--help"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout := os.Stdout
+		os.Stdout = w
+		code := run([]string{h})
+		os.Stdout = stdout
+		w.Close()
+		var out bytes.Buffer
+		out.ReadFrom(r)
+		r.Close()
+		if code != 0 || out.String() != usageText {
+			t.Errorf("%s: exit %d, stdout %q", h, code, out.String())
+		}
+	}
+	if !strings.HasPrefix(usageText, "usage: wasmtest program.wasm [args...]\n") || !strings.Contains(usageText, "WASMTEST_TIMEOUT") {
+		t.Errorf("usage text:\n%s", usageText)
+	}
+}
+
 func TestFilterArgs(t *testing.T) {
 	got := filterArgs([]string{"-test.v=true", "-test.testlogfile=/tmp/x/testlog.txt", "-test.run", "Foo"})
 	want := []string{"-test.v=true", "-test.run", "Foo"}
