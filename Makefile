@@ -59,7 +59,6 @@ test-host:
 # runner).
 test-js:
 	node --test web/
-	$(GO) test -count=1 -v ./cpu | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)|^\s+--- PASS'
 
 # The WebGPU backend's tests, compiled to wasm and run in headless Chromium
 # (SwiftShader's WebGPU adapter when there is no GPU).
