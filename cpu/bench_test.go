@@ -61,3 +61,64 @@ func BenchmarkConv2D(b *testing.B) {
 		})
 	}
 }
+
+// sdShapes are the SD-like GEMM shapes cpu/bench/compare.py measures
+// against NumPy: mm_M_K_N is x[M,K]·W[N,K]ᵀ + b; conv_Cin_Cout_H_k is a
+// k×k convolution (padding k/2) of [1,Cin,H,H] to Cout channels, a GEMM
+// of Cout×(Cin·k·k)·(Cin·k·k)×H².
+var sdShapes = []string{
+	"mm_1024_320_320",
+	"mm_4096_320_1280",
+	"mm_4096_1280_320",
+	"mm_77_768_768",
+	"mm_4096_40_4096",
+	"mm_4096_4096_40",
+	"mm_4096_40_77",
+	"mm_4096_77_40",
+	"conv_320_320_32_3",
+	"conv_640_640_16_3",
+	"conv_4_320_64_3",
+	"conv_1280_1280_8_3",
+}
+
+// BenchmarkSDShapes reports GMAC/s at sdShapes (run by cpu/bench/compare.py).
+func BenchmarkSDShapes(b *testing.B) {
+	for _, s := range sdShapes {
+		var kind string
+		var p [4]int
+		if s[:3] == "mm_" {
+			kind = "mm"
+			fmt.Sscanf(s, "mm_%d_%d_%d", &p[0], &p[1], &p[2])
+		} else {
+			kind = "conv"
+			fmt.Sscanf(s, "conv_%d_%d_%d_%d", &p[0], &p[1], &p[2], &p[3])
+		}
+		b.Run(s, func(b *testing.B) {
+			be := New()
+			rng := rand.New(rand.NewSource(1))
+			var run func() backend.Tensor
+			var macs float64
+			if kind == "mm" {
+				M, K, N := p[0], p[1], p[2]
+				x := be.Upload(randHost(rng, M, K))
+				w := be.Upload(randHost(rng, N, K))
+				bias := be.Upload(randHost(rng, N))
+				run = func() backend.Tensor { return be.MatMul(x, w, bias, backend.MatMulOpts{TransB: true}) }
+				macs = float64(M * K * N)
+			} else {
+				Cin, Cout, H, k := p[0], p[1], p[2], p[3]
+				x := be.Upload(randHost(rng, 1, Cin, H, H))
+				w := be.Upload(randHost(rng, Cout, Cin, k, k))
+				bias := be.Upload(randHost(rng, Cout))
+				run = func() backend.Tensor { return be.Conv2D(x, w, bias, backend.Conv2DOpts{Stride: 1, Padding: k / 2}) }
+				macs = float64(Cout * H * H * Cin * k * k)
+			}
+			be.Free(run())
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				be.Free(run())
+			}
+			b.ReportMetric(macs*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+		})
+	}
+}

@@ -2,6 +2,11 @@
 // storage, with float64 accumulation in every reduction (matmul and
 // convolution dot products, the mean and variance of the norms, softmax
 // sums, attention) and rows spread over runtime.GOMAXPROCS goroutines.
+// On amd64 with AVX2 and FMA, MatMul and Conv2D run a blocked GEMM with an
+// assembly micro-kernel (gemm.go, gemm_amd64.s) that sums the products in
+// float32 fused multiply-adds over K blocks of 256 and those block sums
+// (and the bias) in float64; elsewhere, or built with the purego tag, every
+// dot product is summed in float64.
 //
 // Every tensor is held as float32, including weights uploaded as F16 or
 // BF16 (they are widened exactly on upload and keep reporting their stored

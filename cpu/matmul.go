@@ -6,8 +6,11 @@ import (
 
 // MatMul computes a·b (+ bias) over the last two dimensions, broadcasting
 // b's batch dimensions (aligned at the right, each equal to a's or 1) over
-// a's. Both operands are first packed so that every dot product reads two
-// K-contiguous rows; the dot products accumulate in float64.
+// a's. Where the assembly micro-kernel is available (amd64 with AVX2 and
+// FMA) it runs the blocked GEMM of gemm.go: float32 fused multiply-adds
+// over K blocks of gemmKC, the blocks and the bias summed in float64.
+// Elsewhere both operands are packed so that every dot product reads two
+// K-contiguous rows and the dot products accumulate in float64.
 func (b *Backend) MatMul(x, y, bias backend.Tensor, opt backend.MatMulOpts) backend.Tensor {
 	a, w, bs := get("MatMul", x), get("MatMul", y), getOpt("MatMul", bias)
 	g, err := backend.MatMulShape(a.shape, w.shape, shapeOf(bs), opt)
@@ -22,16 +25,8 @@ func (b *Backend) MatMul(x, y, bias backend.Tensor, opt backend.MatMulOpts) back
 		return out
 	}
 
-	// Pack a as [batch][M][K] and b as [bBatch][N][K].
-	ad := a.data()
-	if opt.TransA {
-		ad = transposeBatches(ad, nBatch, K, M)
-	}
-	wd := w.data()
+	ad, wd := a.data(), w.data()
 	nb := bBatch.Numel()
-	if !opt.TransB {
-		wd = transposeBatches(wd, nb, K, N)
-	}
 	// bIndex maps an a batch index to the b batch it multiplies.
 	bIndex := make([]int, nBatch)
 	for i := range bIndex {
@@ -52,6 +47,25 @@ func (b *Backend) MatMul(x, y, bias backend.Tensor, opt backend.MatMulOpts) back
 		colBias = bs.data()
 	}
 	od := out.data()
+	if haveKernel {
+		ars, acs := K, 1
+		if opt.TransA {
+			ars, acs = 1, M
+		}
+		brs, bcs := K, 1
+		if !opt.TransB {
+			brs, bcs = 1, N
+		}
+		matmulBlocked(od, ad, wd, nBatch, nb, bIndex, M, N, K, ars, acs, brs, bcs, colBias)
+		return out
+	}
+	// Pack a as [batch][M][K] and b as [bBatch][N][K].
+	if opt.TransA {
+		ad = transposeBatches(ad, nBatch, K, M)
+	}
+	if !opt.TransB {
+		wd = transposeBatches(wd, nb, K, N)
+	}
 	mTiles, nTiles, nbCols := tiling(M, N, K)
 	perBatch := mTiles * nTiles
 	parallelFor(nBatch*perBatch, tileRows*nbCols*max(K, 1), func(lo, hi int) {

@@ -63,6 +63,26 @@ func testMatMul(t *testing.T, s *suite) {
 		{M: 3, K: 257, N: 4, transB: true, bias: true, bDT: bf16, biasDT: f16},
 		{aBatch: []int{2}, M: 3, K: 7, N: 5, transB: true, bias: true, bDT: f16, biasDT: bf16},
 		{aBatch: []int{2}, bBatch: []int{2}, M: 4, K: 6, N: 3, bDT: bf16},
+		// Every tile edge partial in M, N and K at once: sizes that are
+		// not multiples of 2, 3 or 16 (so of no power-of-two GPU tile nor
+		// the CPU kernel's 6×16), within SmallMaxWork...
+		{M: 37, K: 67, N: 43, bias: true},
+		{M: 43, K: 37, N: 67, transA: true, transB: true, bias: true},
+		{M: 67, K: 43, N: 37, transB: true},
+		// ...and larger ones that also cut the CPU's cache blocks (48 rows,
+		// 256 columns, K blocks of 256) and the GPU's bigger tiles short.
+		{M: 101, K: 261, N: 263, transB: true, bias: true},
+		{M: 263, K: 517, N: 53, transA: true, bias: true},
+		{aBatch: []int{3}, bBatch: []int{3}, M: 53, K: 259, N: 101},
+		// Model-shaped with K not a multiple of 16: attention over heads of
+		// 40 (scores against 77 text tokens, and probabilities times
+		// values), and a Linear layer fed by a 77-token sequence.
+		{aBatch: []int{2}, bBatch: []int{2}, M: 16, K: 40, N: 77, transB: true},
+		{aBatch: []int{2}, bBatch: []int{2}, M: 16, K: 77, N: 40},
+		{aBatch: []int{2, 8}, bBatch: []int{2, 8}, M: 64, K: 40, N: 77, transB: true},
+		{aBatch: []int{2, 8}, bBatch: []int{2, 8}, M: 64, K: 77, N: 40},
+		{M: 40, K: 77, N: 40, transA: true, transB: true, bias: true},
+		{M: 1024, K: 40, N: 320, transB: true, bias: true, bDT: f16, biasDT: f16},
 	}
 	for _, c := range cases {
 		nm := name("M%d_K%d_N%d", c.M, c.K, c.N)
@@ -134,6 +154,21 @@ func testConv2D(t *testing.T, s *suite) {
 		{B: 1, Cin: 8, H: 5, W: 5, Cout: 4, kh: 3, kw: 3, stride: 1, pad: 1, bias: true, wDT: f16, biasDT: f16},
 		{B: 1, Cin: 4, H: 6, W: 7, Cout: 3, kh: 3, kw: 3, stride: 2, pad: 1, bias: true, wDT: bf16},
 		{B: 1, Cin: 16, H: 4, W: 4, Cout: 8, kh: 1, kw: 1, wDT: f16},
+		// Every tile edge partial: output channels (M), positions (N) and
+		// Cin·kh·kw (K) all odd multiples of nothing a tile uses, within
+		// SmallMaxWork (K 54, 19 channels, 11×11 positions)...
+		{B: 1, Cin: 6, H: 11, W: 11, Cout: 19, kh: 3, kw: 3, stride: 1, pad: 1, bias: true},
+		{B: 2, Cin: 5, H: 13, W: 9, Cout: 11, kh: 3, kw: 3, stride: 2, pad: 1},
+		// ...and past the CPU's blocks (48 channels, 128 positions, K
+		// blocks of 256): K 261, 53 channels, 169 and 2·49 positions.
+		{B: 1, Cin: 29, H: 13, W: 13, Cout: 53, kh: 3, kw: 3, stride: 1, pad: 1, bias: true},
+		{B: 2, Cin: 29, H: 13, W: 13, Cout: 53, kh: 3, kw: 3, stride: 2, pad: 1, bias: true, wDT: f16},
+		{B: 1, Cin: 263, H: 11, W: 13, Cout: 37, kh: 1, kw: 1, bias: true},
+		// Model-shaped with K not a multiple of 16: the UNet's conv_in
+		// (4 latent channels, K 36) and a VAE-like 3-channel input (K 27).
+		{B: 1, Cin: 4, H: 8, W: 8, Cout: 32, kh: 3, kw: 3, stride: 1, pad: 1, bias: true},
+		{B: 2, Cin: 4, H: 32, W: 32, Cout: 320, kh: 3, kw: 3, stride: 1, pad: 1, bias: true, wDT: f16, biasDT: f16},
+		{B: 1, Cin: 3, H: 17, W: 15, Cout: 40, kh: 3, kw: 3, stride: 1, pad: 1, bias: true},
 	}
 	for _, c := range cases {
 		stride := max(c.stride, 1)
