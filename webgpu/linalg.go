@@ -17,9 +17,14 @@ var (
 	kAttention = kernel{file: "attention.wgsl", entry: "attention", inputs: 4}
 )
 
-// gemmTile is the output tile of matmul.wgsl and conv2d.wgsl (4·WG with
-// the default WG of 16).
-const gemmTile = 64
+// Tiling of matmul.wgsl and conv2d.wgsl: WG×WG threads per workgroup,
+// each computing 8×8 outputs, so a workgroup covers gemmTile×gemmTile
+// outputs; the K dimension is walked in steps of gemmTK.
+const (
+	gemmWG   = 8
+	gemmTK   = 16
+	gemmTile = 8 * gemmWG
+)
 
 // attnQueries is the queries per workgroup of attention.wgsl (its WG), and
 // attnMaxD the largest head size it holds (MAXD).
@@ -123,6 +128,7 @@ func (b *Backend) MatMul(x, y, biasT backend.Tensor, opt backend.MatMulOpts) bac
 	consts := map[string]float64{
 		"TRANS_A": boolConst(opt.TransA), "TRANS_B": boolConst(opt.TransB),
 		"DT_A": dtCode(a.dtype), "DT_B": dtCode(w.dtype), "DT_C": dtCode(bias.dtype),
+		"WG": gemmWG, "TK": gemmTK,
 	}
 	grid := [3]int{groups(N, gemmTile), groups(M, gemmTile), nBatch}
 	b.run(kMatMul, consts, &p, grid, out, a, w, bias)
@@ -155,7 +161,8 @@ func (b *Backend) Conv2D(xt, wt, biasT backend.Tensor, opt backend.Conv2DOpts) b
 	if bs != nil {
 		bias, p.Flags = bs, convBias
 	}
-	consts := map[string]float64{"DT_A": dtCode(w.dtype), "DT_B": dtCode(x.dtype), "DT_C": dtCode(bias.dtype)}
+	consts := map[string]float64{"DT_A": dtCode(w.dtype), "DT_B": dtCode(x.dtype), "DT_C": dtCode(bias.dtype),
+		"WG": gemmWG, "TK": gemmTK}
 	np, kt := OH*OW, Cin*kh*kw
 	if !b.bindable("Conv2D", bs) { // the bias is bound whole
 		return out

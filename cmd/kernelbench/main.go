@@ -10,6 +10,8 @@
 //
 // -scale multiplies the spatial and token sizes (1 = the default small
 // shapes; 4 is close to SD 1.5 at 512 px for the attention and 3×3 conv).
+// -run keeps the kernels whose name matches a regular expression. Each run
+// is timed to the queue's completion and the median is printed.
 package main
 
 import (
@@ -17,6 +19,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
+	"slices"
 	"time"
 
 	"github.com/tgate-web/tgate/backend"
@@ -33,7 +37,13 @@ type bench struct {
 func main() {
 	iters := flag.Int("iters", 3, "timed runs per kernel")
 	scale := flag.Int("scale", 1, "size multiplier for spatial and token dimensions")
+	run := flag.String("run", "", "only the kernels whose name matches this regular expression")
 	flag.Parse()
+	filter, err := regexp.Compile(*run)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kernelbench:", err)
+		os.Exit(2)
+	}
 
 	b, err := webgpu.New(webgpu.Options{})
 	if err != nil {
@@ -76,6 +86,26 @@ func main() {
 		benches = append(benches, bench{fmt.Sprintf("conv3x3 64→64 %dx%d (%v)", hw, hw, dt), 2 * 64 * 64 * 9 * float64(hw*hw),
 			func() backend.Tensor { return b.Conv2D(x, w, bias, backend.Conv2DOpts{Padding: 1}) }})
 	}
+	// The shapes of the kernel comparison with TF.js and ORT-web (issue
+	// 10): a Linear of 1024 tokens (SD 1.5 at 32×32 latents), a 3×3 conv
+	// of 320 channels at 16×16, and a matmul whose M, N and K are all
+	// partial tiles.
+	{
+		x := upload(tensor.F32, 1, 1024, 320)
+		w := upload(tensor.F32, 320, 320)
+		bias := upload(tensor.F32, 320)
+		benches = append(benches, bench{"matmul 1024x320·(320x320 F32)ᵀ+b", 2 * 1024 * 320 * 320,
+			func() backend.Tensor { return b.MatMul(x, w, bias, backend.MatMulOpts{TransB: true}) }})
+		x2 := upload(tensor.F32, 1, 1000, 330)
+		w2 := upload(tensor.F16, 330, 310)
+		benches = append(benches, bench{"matmul 1000x330·(330x310 F16)", 2 * 1000 * 330 * 310,
+			func() backend.Tensor { return b.MatMul(x2, w2, nil, backend.MatMulOpts{}) }})
+		xc := upload(tensor.F32, 1, 320, 16, 16)
+		wc := upload(tensor.F32, 320, 320, 3, 3)
+		bc := upload(tensor.F32, 320)
+		benches = append(benches, bench{"conv3x3 320→320 16x16 (F32)+b", 2 * 320 * 320 * 9 * 256,
+			func() backend.Tensor { return b.Conv2D(xc, wc, bc, backend.Conv2DOpts{Padding: 1}) }})
+	}
 	// Self-attention, 8 heads of 40 (SD 1.5's first block), 256·s² tokens.
 	{
 		q := upload(tensor.F32, 1, tokens, 320)
@@ -102,22 +132,28 @@ func main() {
 			func() backend.Tensor { return b.GroupNorm(x, g, be, 32, 1e-5, true) }})
 	}
 
+	sync := func() {
+		if err := b.Sync(); err != nil {
+			fmt.Fprintln(os.Stderr, "kernelbench:", err)
+			os.Exit(1)
+		}
+	}
 	fmt.Printf("%-44s %12s %10s\n", "kernel", "ms/run", "GFLOP/s")
 	for _, bc := range benches {
+		if !filter.MatchString(bc.name) {
+			continue
+		}
 		b.Free(bc.run()) // compile the pipeline and warm the pool
-		if err := b.Sync(); err != nil {
-			fmt.Fprintln(os.Stderr, "kernelbench:", err)
-			os.Exit(1)
-		}
-		t0 := time.Now()
-		for range *iters {
+		sync()
+		times := make([]float64, *iters)
+		for i := range times {
+			t0 := time.Now()
 			b.Free(bc.run())
+			sync()
+			times[i] = time.Since(t0).Seconds()
 		}
-		if err := b.Sync(); err != nil {
-			fmt.Fprintln(os.Stderr, "kernelbench:", err)
-			os.Exit(1)
-		}
-		dt := time.Since(t0).Seconds() / float64(*iters)
+		slices.Sort(times)
+		dt := times[len(times)/2]
 		fmt.Printf("%-44s %12.2f %10.3f\n", bc.name, dt*1e3, bc.flops/dt/1e9)
 	}
 	st := b.Stats()
