@@ -44,14 +44,14 @@ vet:
 	$(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) vet ./webgpu/... ./cmd/kernelbench/... ./wasm/... ./hub/browser/... ./internal/jsutil/...
 
-test: vet test-host test-js test-browser
+test: vet test-host test-js test-browser test-worker
 
 # Every host package; the CPU backend's conformance suite runs verbosely so
 # the log shows it (top-level results and the suite's summary lines). The
 # page's end-to-end tests (web/e2e) drive headless Chromium and print each
 # test's name.
 test-host:
-	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/cpu$$' | grep -v '/web/e2e$$')
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -Ev '/cpu$$|/web/e2e$$|/web/worker/e2e$$')
 	$(GO) test -count=1 -v ./cpu | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)|^\s+--- PASS'
 	$(GO) test -count=1 -timeout 20m -v ./web/e2e | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)'
 
@@ -74,3 +74,59 @@ fuzz:
 
 clean:
 	rm -rf $(BIN) out
+
+# ---- The Cloudflare Worker (web/worker; web/worker/README.md) ----
+
+WORKER       := web/worker
+WORKER_BUILD := $(WORKER)/build
+# make worker-dev: its port, the model origin it proxies (make serve by
+# default) and the repositories it serves (comma-separated owner/name).
+PORT   ?= 8787
+ORIGIN ?= http://127.0.0.1:8080
+ALLOW  ?= tgate/tiny-sd
+WRANGLER_ENV := CI=true WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+
+.PHONY: worker worker-deps worker-dev test-worker
+
+# wrangler 4.86.0 (pinned in web/worker/package-lock.json), installed with
+# npm ci when missing or older than the lock file.
+$(WORKER)/node_modules/.package-lock.json: $(WORKER)/package-lock.json
+	cd $(WORKER) && npm ci --no-audit --no-fund
+worker-deps: $(WORKER)/node_modules/.package-lock.json
+
+# The Worker in web/worker/build: the glue of workers-assets-gen, the Go
+# program (app.wasm) and the site it hosts (the page, the widget, the
+# engine and wasm_exec.js, with immutable copies under /v/<version>/).
+worker: wasm
+	$(GO) tool workers-assets-gen -mode=go -o $(WORKER_BUILD)
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o $(WORKER_BUILD)/app.wasm ./$(WORKER)
+	$(GO) run ./$(WORKER)/sitegen -web web -wasm $(BIN)/tgate.wasm -out $(WORKER_BUILD)/site
+	@echo "app.wasm: $$(stat -c %s $(WORKER_BUILD)/app.wasm) bytes, $$(gzip -9c $(WORKER_BUILD)/app.wasm | wc -c) gzip"
+
+# The Worker on http://127.0.0.1:$(PORT)/ under wrangler dev, with KV and
+# R2 simulated in out/worker-state, proxying $(ORIGIN) for $(ALLOW). Run
+# `make serve` beside it for the default origin.
+worker-dev: worker worker-deps
+	mkdir -p out/worker-state
+	cd $(WORKER) && { ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; } && \
+		$(WRANGLER_ENV) exec node_modules/.bin/wrangler dev --ip 127.0.0.1 --port $(PORT) \
+		--var "ORIGIN:$(ORIGIN)" --var "ALLOW:$(ALLOW)" --persist-to $(CURDIR)/out/worker-state
+
+# The Worker's tests: its packages natively, its main package vetted for
+# js/wasm, then web/worker/e2e, which runs it under wrangler dev.
+test-worker: worker-deps
+	GOOS=js GOARCH=wasm $(GO) vet ./$(WORKER)
+	$(GO) test -count=1 ./internal/edge/... ./$(WORKER)/sitegen
+	$(GO) test -count=1 -timeout 10m -v ./$(WORKER)/e2e | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)'
+
+# ---- T-GATE end to end (cmd/tgatebench; docs/performance.md) ----
+
+# The same generation with T-GATE off, v1 and v2 (gate 10 and 5 of 25) on
+# the CPU backend, SD 1.5's real configs with random F16 weights at 16×16
+# latents, variants alternating over BENCH_ROUNDS rounds; prints medians,
+# speedups next to the MAC ratios, and peak bytes.
+BENCH_ROUNDS ?= 3
+BENCH_LATENT ?= 16
+.PHONY: bench-e2e
+bench-e2e:
+	$(GO) run ./cmd/tgatebench -rounds $(BENCH_ROUNDS) -latent $(BENCH_LATENT)
