@@ -12,10 +12,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tgate-web/tgate/internal/httpenc"
 )
 
 // wasmMissing is the answer to /tgate.wasm while the engine is not built.
@@ -115,7 +116,7 @@ func (s *Server) serveWASM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Content-Type", "application/wasm")
-	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+	if httpenc.AcceptsGzip(r.Header.Get("Accept-Encoding")) {
 		h.Set("Content-Encoding", "gzip")
 		h.Set("ETag", `"`+c.sum+`-gzip"`)
 		http.ServeContent(w, r, "", c.mod, bytes.NewReader(c.gz))
@@ -139,31 +140,6 @@ func (s *Server) serveFileAs(w http.ResponseWriter, r *http.Request, name string
 		return
 	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)
-}
-
-// acceptsGzip reports whether an Accept-Encoding header value accepts gzip
-// (named, or through "*", without q=0).
-func acceptsGzip(header string) bool {
-	for _, part := range strings.Split(header, ",") {
-		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		coding = strings.ToLower(strings.TrimSpace(coding))
-		if coding != "gzip" && coding != "*" {
-			continue
-		}
-		q := 1.0
-		for _, p := range strings.Split(params, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-					q = f
-				}
-			}
-		}
-		if q > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // wasmCache holds the engine's sha256 and its gzip-compressed bytes, for

@@ -5,8 +5,9 @@ import (
 	"net/url"
 	"path"
 	"regexp"
-	"strconv"
 	"strings"
+
+	"github.com/tgate-web/tgate/internal/httpenc"
 )
 
 // Asset is a request for a file of the site, checked.
@@ -130,7 +131,7 @@ func Headers(a Asset, req http.Header, stored http.Header) http.Header {
 	gzip := false
 	if compressible[strings.ToLower(path.Ext(a.Path))] {
 		h.Set("Vary", "Accept-Encoding")
-		gzip = AcceptsGzip(req.Get("Accept-Encoding"))
+		gzip = httpenc.AcceptsGzip(req.Get("Accept-Encoding"))
 	}
 	if etag := strongETag(stored.Get("ETag")); etag != "" {
 		if gzip {
@@ -174,29 +175,4 @@ func IfNoneMatch(req http.Header) string {
 		}
 	}
 	return strings.Join(out, ", ")
-}
-
-// AcceptsGzip reports whether an Accept-Encoding value accepts gzip
-// (named, or through "*", without q=0).
-func AcceptsGzip(header string) bool {
-	for _, part := range strings.Split(header, ",") {
-		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		coding = strings.ToLower(strings.TrimSpace(coding))
-		if coding != "gzip" && coding != "*" {
-			continue
-		}
-		q := 1.0
-		for _, p := range strings.Split(params, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-					q = f
-				}
-			}
-		}
-		if q > 0 {
-			return true
-		}
-	}
-	return false
 }

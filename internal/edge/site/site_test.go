@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tgate-web/tgate/internal/httpenc"
 )
 
 const page = `<!doctype html>
@@ -182,7 +184,7 @@ func TestHeaders(t *testing.T) {
 		t.Errorf("IfNoneMatch %q", got)
 	}
 	for v, want := range map[string]bool{"gzip": true, "br, gzip;q=0.5": true, "*": true, "gzip;q=0": false, "br": false, "": false, "identity": false} {
-		if AcceptsGzip(v) != want {
+		if httpenc.AcceptsGzip(v) != want {
 			t.Errorf("AcceptsGzip(%q) = %v", v, !want)
 		}
 	}
