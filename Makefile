@@ -68,6 +68,7 @@ test-browser: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./cpu/...
 	GOOS=js GOARCH=wasm $(GO) run -exec $(WASMEXEC) ./cmd/kernelbench
+	$(MAKE) bench-e2e
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 2m ./safetensors
