@@ -1,5 +1,7 @@
-# tgate-web: common tasks. `make demo` runs the pipeline on the CPU; `make test`
-# runs every test (host tests, then the WebGPU tests inside headless Chromium).
+# tgate-web: common tasks. `make serve` serves the generation page; `make demo`
+# runs the pipeline on the CPU; `make test` runs every test (host tests, the
+# page and widget in headless Chromium, the JavaScript tests, the WebGPU tests
+# inside headless Chromium, the Cloudflare Worker under wrangler).
 
 SHELL   := /bin/bash
 .SHELLFLAGS := -o pipefail -c
