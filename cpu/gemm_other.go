@@ -21,15 +21,7 @@ func microKernel(a, b []float32, kc int, c []float64, ldc int, set bool) {
 			}
 		}
 	}
-	for r := 0; r < gemmMR; r++ {
-		for j := 0; j < gemmNR; j++ {
-			if set {
-				c[r*ldc+j] = float64(s[r*gemmNR+j])
-			} else {
-				c[r*ldc+j] += float64(s[r*gemmNR+j])
-			}
-		}
-	}
+	storeTile(&s, c, ldc, set)
 }
 
 // microKernelStrided is microKernel with A read in place: row r is
@@ -46,12 +38,19 @@ func microKernelStrided(a []float32, lda int, b []float32, kc int, c []float64, 
 			}
 		}
 	}
+	storeTile(&s, c, ldc, set)
+}
+
+// storeTile writes a kernel's MR×NR float32 sums into c (row stride ldc)
+// as float64: set replaces, else adds.
+func storeTile(s *[gemmMR * gemmNR]float32, c []float64, ldc int, set bool) {
 	for r := 0; r < gemmMR; r++ {
-		for j := 0; j < gemmNR; j++ {
+		row := c[r*ldc : r*ldc+gemmNR]
+		for j := range row {
 			if set {
-				c[r*ldc+j] = float64(s[r*gemmNR+j])
+				row[j] = float64(s[r*gemmNR+j])
 			} else {
-				c[r*ldc+j] += float64(s[r*gemmNR+j])
+				row[j] += float64(s[r*gemmNR+j])
 			}
 		}
 	}
