@@ -33,6 +33,10 @@ type Spec struct {
 	Scheduler sched.Name
 	// WeightDType is the dtype of every weight (the checkpoint's).
 	WeightDType tensor.DType
+	// UNet8Bit counts the UNet's Linear and convolution weights as 8-bit
+	// (pipeline.LoadOptions.UNet8Bit; the per-row scales, under 1% of
+	// those bytes, are not counted).
+	UNet8Bit bool
 	// ActDType is the dtype of activations.
 	ActDType tensor.DType
 	// Resident keeps every model's weights bound for the whole generation,
@@ -212,6 +216,8 @@ type run struct {
 	text []*clip.TextModel
 	un   *unet.Model
 	dec  *vae.Decoder
+	// unetBytes are the UNet's weight bytes (its dtypes may be mixed).
+	unetBytes int64
 
 	semEvals, semRows int // the semantics-planning phase so far
 	fidEvals, fidRows int // the fidelity-improving phase so far
@@ -271,12 +277,22 @@ func (r *run) releaseText() {
 }
 
 func (r *run) bindUNet() error {
-	u, err := unet.NewDeclared(r.m, r.model.UNet, r.spec.WeightDType)
+	wdt := r.spec.WeightDType
+	u, err := unet.NewDeclaredFunc(r.m, r.model.UNet, func(name string, shape tensor.Shape) tensor.DType {
+		if r.spec.UNet8Bit && nn.LinearOrConvWeight(name, shape) {
+			return tensor.I8
+		}
+		return wdt
+	})
 	if err != nil {
 		return err
 	}
 	r.un = u
 	r.rep.UNetParams = countParams(u.Params())
+	r.unetBytes = 0
+	for _, p := range u.Params() {
+		r.unetBytes += int64(p.Shape.Numel() * p.DType.Size())
+	}
 	for _, md := range u.AttentionModules() {
 		if md.Kind == nn.CrossAttn {
 			r.rep.CrossModules++
@@ -364,7 +380,7 @@ func (r *run) generate() error {
 	r.end(PhaseDecoder, 0, 0)
 
 	r.rep.Largest = Mem{Weights: m.Largest(meter.Weight), Activations: m.Largest(meter.Activation), Caches: m.Largest(meter.Cache)}
-	r.rep.WeightBytes = (r.rep.TextParams + r.rep.UNetParams + r.rep.DecoderParams) * int64(r.spec.WeightDType.Size())
+	r.rep.WeightBytes = (r.rep.TextParams+r.rep.DecoderParams)*int64(r.spec.WeightDType.Size()) + r.unetBytes
 	if r.spec.Resident {
 		r.releaseText()
 		r.un.Release(m)

@@ -40,6 +40,8 @@ type scopeState struct {
 	b      backend.Backend
 	src    Source
 	dtype  tensor.DType // dtype of declared weights when src is nil
+	// dtypeOf, when set, gives each declared weight's dtype instead.
+	dtypeOf func(name string, shape tensor.Shape) tensor.DType
 	err    error
 	params []Param
 }
@@ -64,6 +66,13 @@ func NewScope(b backend.Backend, src Source) *Scope {
 // Declarer. It builds a model from its config alone.
 func NewDeclaredScope(b backend.Backend, dt tensor.DType) *Scope {
 	return &Scope{st: &scopeState{b: b, dtype: dt}}
+}
+
+// NewDeclaredScopeFunc is NewDeclaredScope with a dtype per weight: dtOf
+// gives it from the weight's key and shape (8-bit Linear and convolution
+// weights beside 16-bit norms, for memory counts).
+func NewDeclaredScopeFunc(b backend.Backend, dtOf func(name string, shape tensor.Shape) tensor.DType) *Scope {
+	return &Scope{st: &scopeState{b: b, dtypeOf: dtOf}}
 }
 
 // Backend returns the backend the scope loads onto.
@@ -165,8 +174,12 @@ func (s *Scope) bind(name string, shape []int, flat bool) backend.Tensor {
 			s.Fail(fmt.Errorf("backend %s cannot declare weights without data", s.st.b.Name()))
 			return nil
 		}
-		t := d.Declare(s.st.dtype, want.Clone())
-		s.st.params = append(s.st.params, Param{Name: key, DType: s.st.dtype, Shape: want.Clone(), Tensor: t})
+		dt := s.st.dtype
+		if s.st.dtypeOf != nil {
+			dt = s.st.dtypeOf(key, want)
+		}
+		t := d.Declare(dt, want.Clone())
+		s.st.params = append(s.st.params, Param{Name: key, DType: dt, Shape: want.Clone(), Tensor: t})
 		return t
 	}
 	dt, got, ok := s.st.src.Lookup(key)

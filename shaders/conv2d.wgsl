@@ -5,7 +5,8 @@
 // The weight [Cout, Cin, KH, KW] is already the row-major [Cout, K] matrix.
 // Tiling as in matmul.wgsl (8×8 outputs per thread in sixteen vec4
 // accumulators, vec4 shared tiles); the filter (and bias) may be f32, f16
-// or bf16. The tile loader fills a vec4 of four consecutive output
+// or bf16, and the filter also i8 quantised per output channel (its
+// element (co, k) is wscale[co] times the stored integer). The tile loader fills a vec4 of four consecutive output
 // positions at one k, so the im2col index arithmetic (integer divisions,
 // slow on software adapters) is done once per vec4, not per element.
 //
@@ -52,6 +53,7 @@ const TV: u32 = 8u; // outputs per thread along each side (two vec4s)
 @group(0) @binding(2) var<storage, read> wt: array<u32>;
 @group(0) @binding(3) var<storage, read> x: array<u32>;
 @group(0) @binding(4) var<storage, read> bias: array<u32>;
+@group(0) @binding(5) var<storage, read> wscale: array<f32>; // per output channel when DT_A is i8
 
 var<workgroup> As: array<vec4<f32>, TK * WG * 2u>; // [k][cout/4]
 var<workgroup> Bs: array<vec4<f32>, TK * WG * 2u>; // [k][position/4]
@@ -65,7 +67,11 @@ fn w_at(m: u32, k: u32, kt: u32, kb: u32, k_first: u32) -> f32 {
     if (m >= P.co_n || k >= kb) {
         return 0.0;
     }
-    return ld_w((P.co0 + m) * kt + k_first + k - P.w_off);
+    let v = ld_w((P.co0 + m) * kt + k_first + k - P.w_off);
+    if (DT_A == 3u) {
+        return v * wscale[P.co0 + m];
+    }
+    return v;
 }
 
 // x_at is the input under output position (oy, ox) at filter tap (ky, kx)

@@ -4,7 +4,9 @@
 // B's batch dimensions broadcast against A's (up to four after merging):
 // batch i of A, unravelled over bshape, reads B at Σ idx·bstride, with
 // stride 0 along broadcast dimensions. The weight operand B (and bias)
-// may be f32, f16 or bf16 (DT_B, DT_C).
+// may be f32, f16 or bf16 (DT_B, DT_C), or, for B stored [N, K]
+// (TRANS_B), i8 quantised per row: element (n, k) is then wscale[n] times
+// the stored integer (backend.Quantizer).
 //
 // Register blocking: a workgroup of WG×WG threads computes a TILE×TILE
 // block of C (TILE = 8·WG), each thread a contiguous 8×8 sub-block held in
@@ -44,6 +46,7 @@ const TV: u32 = 8u; // outputs per thread along each side (two vec4s)
 @group(0) @binding(2) var<storage, read> a: array<u32>;
 @group(0) @binding(3) var<storage, read> b: array<u32>;
 @group(0) @binding(4) var<storage, read> bias: array<u32>;
+@group(0) @binding(5) var<storage, read> wscale: array<f32>; // per row of B when DT_B is i8
 
 var<workgroup> As: array<vec4<f32>, TK * WG * 2u>; // [k][m/4], 2·WG vec4s a row
 var<workgroup> Bs: array<vec4<f32>, TK * WG * 2u>; // [k][n/4]
@@ -69,7 +72,11 @@ fn b_at(boff: u32, kk: u32, col: u32) -> f32 {
         return 0.0;
     }
     if (TRANS_B) {
-        return ld_b(boff + col * P.k + kk);
+        let v = ld_b(boff + col * P.k + kk);
+        if (DT_B == 3u) {
+            return v * wscale[col];
+        }
+        return v;
     }
     return ld_b(boff + kk * P.n + col);
 }

@@ -2,8 +2,10 @@
 //
 // Tensors are bound as arrays of 32-bit words and decoded by dtype code:
 // 0 = f32, 1 = f16 (two per word, element 2k in the low half), 2 = bf16
-// (likewise packed; bf16 is the top half of an f32, so a shift widens it).
-// No shader-f16 feature is needed.
+// (likewise packed; bf16 is the top half of an f32, so a shift widens it),
+// 3 = i8 (four per word, element 4k in the lowest byte: the integers of a
+// weight quantised per row, which matmul.wgsl and conv2d.wgsl multiply by
+// the row's scale). No shader-f16 feature is needed.
 //
 // Binding 0 of every kernel is its parameter struct, a uniform bound with a
 // dynamic offset, whose first member `base` is the workgroup offset of this
@@ -17,6 +19,9 @@ const LOWEST: f32 = -0x1.fffffep+127f;
 
 // word_index returns the index of the word holding element i.
 fn word_index(i: u32, dt: u32) -> u32 {
+    if (dt == 3u) {
+        return i >> 2u;
+    }
     return select(i >> 1u, i, dt == 0u);
 }
 
@@ -24,6 +29,10 @@ fn word_index(i: u32, dt: u32) -> u32 {
 fn decode(word: u32, i: u32, dt: u32) -> f32 {
     if (dt == 0u) {
         return bitcast<f32>(word);
+    }
+    if (dt == 3u) {
+        // Shift byte i%4 to the top, then an arithmetic shift sign-extends it.
+        return f32(bitcast<i32>(word << (24u - 8u * (i & 3u))) >> 24u);
     }
     let hi = (i & 1u) == 1u;
     if (dt == 1u) {

@@ -17,6 +17,9 @@ const (
 	BF16              // bfloat16: the top 16 bits of a binary32
 	I64               // little-endian int64 (token ids, timesteps); read only
 	I32               // little-endian int32
+	// I8 is a signed byte: the on-device encoding of weights quantised to
+	// 8 bits (backend.Quantizer), never read from a checkpoint.
+	I8
 )
 
 // Size returns the number of bytes one element occupies.
@@ -28,6 +31,8 @@ func (d DType) Size() int {
 		return 2
 	case I64:
 		return 8
+	case I8:
+		return 1
 	}
 	panic(fmt.Sprintf("tensor: unknown dtype %d", int(d)))
 }
@@ -45,6 +50,8 @@ func (d DType) String() string {
 		return "I64"
 	case I32:
 		return "I32"
+	case I8:
+		return "I8"
 	}
 	return fmt.Sprintf("DType(%d)", int(d))
 }

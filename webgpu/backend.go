@@ -223,6 +223,9 @@ type storage struct {
 	buf   *buffer // nil for a tensor above maxBufferSize (never bound)
 	refs  int     // live handles
 	freed bool
+	// scale holds the per-row scales of an I8 weight (QuantizeRows); it
+	// is freed with the storage.
+	scale *Tensor
 }
 
 // Tensor is a tensor in a GPU buffer, starting at offset 0.
@@ -303,6 +306,10 @@ func (b *Backend) Free(t backend.Tensor) {
 		b.live -= int64(c.st.buf.size)
 		b.pool.put(c.st.buf)
 		c.st.buf = nil
+	}
+	if c.st.scale != nil {
+		b.Free(c.st.scale)
+		c.st.scale = nil
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 
 // Kernels of matmul.wgsl, conv2d.wgsl and attention.wgsl.
 var (
-	kMatMul    = kernel{file: "matmul.wgsl", entry: "matmul", inputs: 3}
-	kConv2D    = kernel{file: "conv2d.wgsl", entry: "conv2d", inputs: 3}
+	kMatMul    = kernel{file: "matmul.wgsl", entry: "matmul", inputs: 4}
+	kConv2D    = kernel{file: "conv2d.wgsl", entry: "conv2d", inputs: 4}
 	kAttention = kernel{file: "attention.wgsl", entry: "attention", inputs: 4}
 )
 
@@ -125,13 +125,17 @@ func (b *Backend) MatMul(x, y, biasT backend.Tensor, opt backend.MatMulOpts) bac
 	if bs != nil {
 		bias, p.Flags = bs, 1
 	}
+	wCode, wScale := weightCode("MatMul", w)
+	if w.dtype == tensor.I8 && (!opt.TransB || len(w.shape) != 2) {
+		panic(fmt.Sprintf("webgpu: MatMul: an 8-bit weight must be a Linear weight [out, in] used with TransB, got %v", w.shape))
+	}
 	consts := map[string]float64{
 		"TRANS_A": boolConst(opt.TransA), "TRANS_B": boolConst(opt.TransB),
-		"DT_A": dtCode(a.dtype), "DT_B": dtCode(w.dtype), "DT_C": dtCode(bias.dtype),
+		"DT_A": dtCode(a.dtype), "DT_B": wCode, "DT_C": dtCode(bias.dtype),
 		"WG": gemmWG, "TK": gemmTK,
 	}
 	grid := [3]int{groups(N, gemmTile), groups(M, gemmTile), nBatch}
-	b.run(kMatMul, consts, &p, grid, out, a, w, bias)
+	b.run(kMatMul, consts, &p, grid, out, a, w, bias, wScale)
 	return out
 }
 
@@ -161,14 +165,15 @@ func (b *Backend) Conv2D(xt, wt, biasT backend.Tensor, opt backend.Conv2DOpts) b
 	if bs != nil {
 		bias, p.Flags = bs, convBias
 	}
-	consts := map[string]float64{"DT_A": dtCode(w.dtype), "DT_B": dtCode(x.dtype), "DT_C": dtCode(bias.dtype),
+	wCode, wScale := weightCode("Conv2D", w)
+	consts := map[string]float64{"DT_A": wCode, "DT_B": dtCode(x.dtype), "DT_C": dtCode(bias.dtype),
 		"WG": gemmWG, "TK": gemmTK}
 	np, kt := OH*OW, Cin*kh*kw
 	if !b.bindable("Conv2D", bs) { // the bias is bound whole
 		return out
 	}
 	if bindSize(x) <= b.maxBinding && bindSize(w) <= b.maxBinding && bindSize(out) <= b.maxBinding {
-		b.run(kConv2D, consts, &p, [3]int{groups(np, gemmTile), groups(Cout, gemmTile), B}, out, w, x, bias)
+		b.run(kConv2D, consts, &p, [3]int{groups(np, gemmTile), groups(Cout, gemmTile), B}, out, w, x, bias, wScale)
 		b.noteWindows(kConv2D, 1)
 		return out
 	}
@@ -209,6 +214,10 @@ func (b *Backend) Conv2D(xt, wt, biasT backend.Tensor, opt backend.Conv2DOpts) b
 			if bs != nil {
 				bb = whole(bs)
 			}
+			sb := bw // likewise absent scales
+			if w.dtype == tensor.I8 {
+				sb = whole(wScale)
+			}
 			for j, ic := range ci {
 				bx, xOff := b.window(x, xs(n, ic))
 				q := p
@@ -218,7 +227,7 @@ func (b *Backend) Conv2D(xt, wt, biasT backend.Tensor, opt backend.Conv2DOpts) b
 					q.Flags = convAccumulate // the bias went in with the first window
 				}
 				b.runBound(kConv2D, consts, &q, [3]int{groups(np, gemmTile), groups(oc.hi-oc.lo, gemmTile), 1},
-					[]binding{bo, bw, bx, bb})
+					[]binding{bo, bw, bx, bb, sb})
 			}
 		}
 	}

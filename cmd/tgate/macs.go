@@ -28,7 +28,7 @@ phase reads, peak memory per phase and what the gate releases.`,
 	groups: []flagGroup{
 		{"generation", []string{"model", "steps", "width", "height", "scheduler", "guidance"}},
 		{"T-GATE", []string{"tgate", "gate-step", "sp-interval", "fi-interval", "warm-up"}},
-		{"dtypes", []string{"weights", "activations"}},
+		{"dtypes", []string{"weights", "unet-8bit", "activations"}},
 	},
 	values: map[string]string{"model": "DIR", "scheduler": "NAME", "tgate": "MODE", "weights": "DTYPE", "activations": "DTYPE"},
 }
@@ -57,6 +57,7 @@ func macsCmd(args []string, stdout, stderr io.Writer) int {
 	warmUp := fl.Int("warm-up", -1, "warm-up steps without self-attention caching, v2 (default: 2, LCM 0)")
 	weights := fl.String("weights", "f16", "weight dtype: f16, bf16, f32")
 	acts := fl.String("activations", "f32", "activation dtype: f32, f16")
+	unet8 := fl.Bool("unet-8bit", false, "count the UNet's Linear and convolution weights as 8-bit (generate's --unet-8bit)")
 	if code, ok := parseFlags(fl, macsHelp, args, stdout, stderr); !ok {
 		return code
 	}
@@ -95,7 +96,7 @@ func macsCmd(args []string, stdout, stderr io.Writer) int {
 
 	spec := macs.DefaultSpec()
 	spec.Width, spec.Height, spec.Guidance = *width, *height, *guidance
-	spec.WeightDType, spec.ActDType = wdt, adt
+	spec.WeightDType, spec.ActDType, spec.UNet8Bit = wdt, adt, *unet8
 	lcm := mod.Class == macs.ClassLCM
 	if lcm {
 		spec.Gate, spec.Steps, spec.Guidance = gate.LCMDefaults(), 4, false
@@ -205,7 +206,11 @@ func writeMacsReport(w io.Writer, mod *macs.Model, base, baseStaged, gated, gate
 	} else {
 		ew.printf("T-GATE  off (phases split at step %d)\n", s.Gate.GateStep)
 	}
-	ew.printf("dtypes  weights %v, activations %v\n\n", s.WeightDType, s.ActDType)
+	if s.UNet8Bit {
+		ew.printf("dtypes  weights %v (the UNet's Linear and convolution weights 8-bit), activations %v\n\n", s.WeightDType, s.ActDType)
+	} else {
+		ew.printf("dtypes  weights %v, activations %v\n\n", s.WeightDType, s.ActDType)
+	}
 
 	reports := []*macs.Report{base}
 	heads := []string{"without T-GATE"}

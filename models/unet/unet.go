@@ -62,6 +62,12 @@ func NewDeclared(b backend.Backend, cfg *Config, dt tensor.DType) (*Model, error
 	return build(nn.NewDeclaredScope(b, dt), cfg)
 }
 
+// NewDeclaredFunc is NewDeclared with each weight's dtype given by dtOf
+// (see nn.NewDeclaredScopeFunc).
+func NewDeclaredFunc(b backend.Backend, cfg *Config, dtOf func(name string, shape tensor.Shape) tensor.DType) (*Model, error) {
+	return build(nn.NewDeclaredScopeFunc(b, dtOf), cfg)
+}
+
 func build(s *nn.Scope, cfg *Config) (*Model, error) {
 	p, err := cfg.plan()
 	if err != nil {
