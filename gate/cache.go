@@ -27,6 +27,7 @@ type Gate struct {
 	kinds map[string]nn.AttnKind
 	stats Stats
 	err   error
+	auto  *autoState // nil unless cfg.Auto is enabled
 }
 
 var _ nn.AttentionHook = (*Gate)(nil)
@@ -37,15 +38,27 @@ type Stats struct {
 	SelfComputed, SelfReused   int
 	// Stored is the number of tensors written to the cache.
 	Stored int
+	// GateStep is the gate step in force at the end (the auto gate's
+	// choice when it is enabled; 0 when it never closed or T-GATE is off).
+	GateStep int
 }
 
 // New returns a Gate for loop under cfg; it stores its cache on b.
 func New(b backend.Backend, cfg Config, loop Loop) (*Gate, error) {
+	var auto *autoState
+	if cfg.Mode != Off && cfg.Auto.Enabled() {
+		// Until the auto gate decides, the plan is the ceiling's.
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		auto = newAutoState(cfg.Auto)
+		cfg.GateStep = cfg.Auto.ceiling(loop)
+	}
 	plans, err := Plans(cfg, loop)
 	if err != nil {
 		return nil, err
 	}
-	return &Gate{b: b, cfg: cfg, loop: loop, plans: plans, step: -1,
+	return &Gate{b: b, cfg: cfg, loop: loop, plans: plans, step: -1, auto: auto,
 		cache: map[string]backend.Tensor{}, kinds: map[string]nn.AttnKind{}}, nil
 }
 
@@ -63,6 +76,7 @@ func (g *Gate) Plan(i int) StepPlan {
 
 // Begin makes evaluation i's plan current and returns it.
 func (g *Gate) Begin(i int) StepPlan {
+	g.autoBegin(i)
 	g.step = i
 	g.plan = g.Plan(i)
 	return g.plan
@@ -84,6 +98,7 @@ func (g *Gate) Attention(key string, kind nn.AttnKind, compute func() backend.Te
 	}
 	out := compute()
 	g.count(kind, true)
+	g.autoObserve(key, kind, out)
 	switch act {
 	case Cache:
 		g.store(key, out)
@@ -138,7 +153,11 @@ func (g *Gate) fail(err error) {
 func (g *Gate) Err() error { return g.err }
 
 // Stats returns the counters since New.
-func (g *Gate) Stats() Stats { return g.stats }
+func (g *Gate) Stats() Stats {
+	s := g.stats
+	s.GateStep = g.GateStep()
+	return s
+}
 
 // CrossCached reports whether every cross-attention module seen so far has
 // a stored output (and at least one was seen): from then on, with the plan

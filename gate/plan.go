@@ -91,6 +91,9 @@ type Config struct {
 	// WarmUp is the number of initial steps whose self-attention is never
 	// cached or reused.
 	WarmUp int
+	// Auto, when enabled, chooses the gate step from the measured
+	// convergence of cross-attention (GateStep is then ignored).
+	Auto Auto
 }
 
 // SDDefaults returns the paper's settings for Stable Diffusion 1.x/2.x
@@ -116,7 +119,10 @@ func (c Config) Validate() error {
 	if c.Mode != V1 && c.Mode != V2 {
 		return fmt.Errorf("unknown T-GATE mode %d (valid: %s)", int(c.Mode), strings.Join(modeNames[:], ", "))
 	}
-	if c.GateStep < 1 {
+	if err := c.Auto.Validate(); err != nil {
+		return err
+	}
+	if c.GateStep < 1 && !c.Auto.Enabled() {
 		return fmt.Errorf("T-GATE gate step %d: must be at least 1 (the cross-attention cache is filled at step gate_step-1)", c.GateStep)
 	}
 	if c.Mode == V2 {

@@ -65,6 +65,10 @@ func (r *run) denoise(emb *embeddings) (backend.Tensor, error) {
 		return nil, err
 	}
 	hook := cacheTagger{g: g, m: m}
+	dc, err := newDeepCacheCount(m, spec.DeepCache, timesteps, loop.WarmupSteps())
+	if err != nil {
+		return nil, err
+	}
 
 	opts := unet.ForwardOpts{Hook: hook}
 	if d := r.model.UNet.TimeCondProjDim; d != nil {
@@ -87,6 +91,9 @@ func (r *run) denoise(emb *embeddings) (backend.Tensor, error) {
 	released := false
 	for i, t := range timesteps {
 		plan := g.Begin(i)
+		if spec.AdaptiveGuidanceStep > 0 && i >= spec.AdaptiveGuidanceStep {
+			plan.CFG = false // Adaptive Guidance: one row from here on
+		}
 		if i == split {
 			r.end(PhaseSemantics, r.semEvals, r.semRows)
 		}
@@ -114,8 +121,10 @@ func (r *run) denoise(emb *embeddings) (backend.Tensor, error) {
 		m.Free(in)
 		o := opts
 		o.TextEmbeds = te
+		o.DeepCache = dc.next(i, rows, g.GateStep(), rep)
 		out, err := r.un.Forward(m, scaled, []float64{t}, ehs, o)
 		m.Free(scaled)
+		dc.tag()
 		if err != nil {
 			return nil, fmt.Errorf("evaluation %d: %w", i, err)
 		}
@@ -158,6 +167,7 @@ func (r *run) denoise(emb *embeddings) (backend.Tensor, error) {
 	}
 	rep.Gate = g.Stats()
 	g.Release()
+	dc.release()
 	emb.releaseText(m)
 	emb.releasePooled(m)
 	r.afterDecode = func() {

@@ -39,6 +39,13 @@ type Spec struct {
 	UNet8Bit bool
 	// ActDType is the dtype of activations.
 	ActDType tensor.DType
+	// DeepCache counts DeepCache's partial steps (Interval 0 is off).
+	DeepCache DeepCache
+	// AdaptiveGuidanceStep, when positive, is where Adaptive Guidance
+	// ended classifier-free guidance (pipeline.Result.AdaptiveGuidanceStep,
+	// which depends on the image, so the count takes it as given): the
+	// evaluations after it run on one row. It excludes T-GATE.
+	AdaptiveGuidanceStep int
 	// Resident keeps every model's weights bound for the whole generation,
 	// as pipeline.Load does; false binds each model for its phase only
 	// (text encoder, then UNet, then decoder) — the least memory a
@@ -133,7 +140,10 @@ type Report struct {
 	DecoderParams int64 // every weight of the VAE decoder
 	WeightBytes   int64 // all three models' weights
 	Peak          Mem   // the whole generation
-	MaxCacheBytes int64 // the largest attention cache held
+	MaxCacheBytes int64 // the largest attention cache held (and DeepCache's feature)
+	// DeepCacheRefreshes and DeepCachePartials count DeepCache's full and
+	// partial evaluations (both 0 without DeepCache).
+	DeepCacheRefreshes, DeepCachePartials int
 	// Largest is the size of the largest single tensor of each kind
 	// (Total unused): a device must allocate and bind buffers that large.
 	Largest        Mem
@@ -169,6 +179,9 @@ func Count(model *Model, spec Spec) (*Report, error) {
 		return nil, fmt.Errorf("macs: steps must be at least 1, got %d", spec.Steps)
 	}
 	if err := spec.Gate.Validate(); err != nil {
+		return nil, err
+	}
+	if err := validateExtras(spec); err != nil {
 		return nil, err
 	}
 	w, h := spec.Width, spec.Height

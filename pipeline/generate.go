@@ -38,9 +38,10 @@ type Request struct {
 	NegativePrompt string
 	// Steps is num_inference_steps (0: 50 for SD, 4 for LCM).
 	Steps int
-	// Guidance is guidance_scale (NaN: 7.5 for SD, 8.5 for LCM). For SD a
-	// value ≤ 1 turns classifier-free guidance off; for LCM w = g − 1 goes
-	// into the guidance embedding.
+	// Guidance is guidance_scale (NaN: 7.5 for SD, 5 for SD-XL, 8.5 for
+	// LCM). For SD a value ≤ 1 turns classifier-free guidance off; for LCM
+	// (and a UNet with a guidance embedding) w = g − 1 goes into the
+	// guidance embedding.
 	Guidance float64
 	// GuidanceRescale is guidance_rescale φ (diffusers' rescale_noise_cfg);
 	// 0 is off.
@@ -65,7 +66,11 @@ type Request struct {
 	KeepCrossAttention bool
 	// Latents, when set, are the initial latents [1, C, H/f, W/f]; they
 	// are multiplied by init_noise_sigma, exactly as diffusers' latents=.
+	// With an init image they are the noise ε instead (see EditOptions).
 	Latents *tensor.Host
+	// EditOptions are image-to-image and inpainting's init image, mask
+	// and strength.
+	EditOptions
 	// Decoder selects the image decoder.
 	Decoder Decoder
 	// Progress, when set, is called after every denoiser evaluation.
@@ -77,11 +82,24 @@ type Request struct {
 	// ReleaseTextEncoder frees the text encoder's weights once the prompt
 	// is encoded; the next generation binds them again from the folder.
 	// It trades a reload per generation for the encoder's memory during
-	// denoising.
+	// denoising. SD-XL releases each of its two encoders as soon as it has
+	// run, and binds it again only for its own turn.
 	ReleaseTextEncoder bool
 	// Warn, when set, is called with each warning as soon as it arises
 	// (the warnings are also collected in Result.Warnings).
 	Warn func(string)
+	// SDXLOptions are SD-XL's second prompts and micro-conditioning.
+	SDXLOptions
+	// PixArtOptions are the PixArt pipelines' T5 sequence length,
+	// resolution binning and caption cleaning.
+	PixArtOptions
+	// DeepCache reuses the UNet's deep features across steps (Interval 0
+	// is off); see DeepCache.
+	DeepCache DeepCache
+	// AdaptiveGuidance is Adaptive Guidance's threshold γ̄ (0 is off):
+	// once the cosine similarity of the conditional and unconditional
+	// noise predictions exceeds it, guidance stops for the rest of the run.
+	AdaptiveGuidance float64
 }
 
 // Phases of a generation, as PhaseEvent names them.
@@ -115,8 +133,16 @@ type Progress struct {
 	// step's denoised estimate (nil unless the scheduler forms one); both
 	// are valid only during the callback.
 	Latents, Denoised backend.Tensor
-	// CacheBytes is the size of T-GATE's attention cache after the step.
+	// CacheBytes is the size of T-GATE's attention cache (and DeepCache's
+	// stored feature) after the step.
 	CacheBytes int64
+	// DeepCachePartial is true when DeepCache ran only its branch.
+	DeepCachePartial bool
+	// Similarity is Adaptive Guidance's cosine similarity of the step's
+	// conditional and unconditional predictions (NaN when not measured);
+	// AdaptiveGuidanceStep is Result's field as known after the step.
+	Similarity           float64
+	AdaptiveGuidanceStep int
 	// Elapsed is the time since generation started.
 	Elapsed time.Duration
 }
@@ -135,10 +161,18 @@ type Result struct {
 	Timesteps []float64
 	// Gate counts what the attention modules computed and reused.
 	Gate gate.Stats
+	// DeepCache counts the refresh and partial evaluations.
+	DeepCache DeepCacheStats
+	// AdaptiveGuidanceStep is the 1-based step whose similarity exceeded
+	// Request.AdaptiveGuidance (later steps ran without guidance), or 0.
+	AdaptiveGuidanceStep int
 }
 
 // Generate runs the denoising loop for req and decodes the result.
 func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
+	if p.pixart != nil {
+		return p.generatePixArt(ctx, req)
+	}
 	start := time.Now()
 	b := p.b
 	if p.UNet == nil {
@@ -162,6 +196,9 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		if p.Kind == LatentConsistency {
 			guidance = 8.5
 		}
+		if p.Kind == StableDiffusionXL {
+			guidance = sdxlDefaultGuidance
+		}
 	}
 	if steps < 1 {
 		return nil, fmt.Errorf("pipeline: steps must be at least 1, got %d", steps)
@@ -169,7 +206,11 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	if req.GuidanceRescale < 0 || req.GuidanceRescale > 1 {
 		return nil, fmt.Errorf("pipeline: guidance rescale %g is outside [0, 1]", req.GuidanceRescale)
 	}
-	latentShape, err := p.LatentShape(req.Height, req.Width)
+	reqHeight, reqWidth, err := editSize(req)
+	if err != nil {
+		return nil, err
+	}
+	latentShape, err := p.LatentShape(reqHeight, reqWidth)
 	if err != nil {
 		return nil, err
 	}
@@ -205,9 +246,20 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	timesteps := stepper.Timesteps()
 
 	// Initial latents: randn(shape, generator) or the given ones, times
-	// init_noise_sigma (prepare_latents).
+	// init_noise_sigma (prepare_latents); for image-to-image and
+	// inpainting, the (noised) image latents, and the loop starts at the
+	// first timestep the strength keeps.
+	ed, err := p.prepareEdit(req, stepper, gen, steps, latentShape)
+	if err != nil {
+		return nil, err
+	}
+	defer ed.release(b)
+	first := ed.first()
 	var init *tensor.Host
-	if req.Latents != nil {
+	if ed != nil {
+		// num_inference_steps becomes the steps that run (get_timesteps).
+		init, timesteps, steps = ed.init, timesteps[first:], steps-ed.tStart
+	} else if req.Latents != nil {
 		if !req.Latents.Shape.Equal(latentShape) {
 			return nil, fmt.Errorf("pipeline: given latents have shape %v; a %dx%d image needs %v", req.Latents.Shape, width, height, latentShape)
 		}
@@ -216,6 +268,9 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		init = &tensor.Host{Shape: latentShape.Clone(), Data: gen.Randn(latentShape.Numel())}
 	}
 	sigma := stepper.InitNoiseSigma()
+	if ed != nil {
+		sigma = 1 // prepareEdit applied init_noise_sigma where diffusers does
+	}
 	for i, v := range init.Data {
 		init.Data[i] = v * sigma
 	}
@@ -223,7 +278,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	// Guidance: SD runs classifier-free guidance when g > 1 and the UNet
 	// has no guidance embedding; the LCM pipeline never does.
 	condDim := p.UNet.Config.TimeCondProjDim
-	cfg := p.Kind == StableDiffusion && guidance > 1 && condDim == nil
+	cfg := p.Kind.sdLoop() && guidance > 1 && condDim == nil
 	res := &Result{Timesteps: timesteps}
 	warn := func(w string) {
 		res.Warnings = append(res.Warnings, w)
@@ -245,44 +300,54 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		phaseStart = time.Now()
 	}
 
-	// Text embeddings: [negative; prompt] with guidance, else the prompt.
-	phase(PhaseTokenize, false)
-	ids, tr := p.Tokenizer.EncodeForModel(req.Prompt)
-	if tr != nil {
-		warn(tr.Warning())
-	}
-	rows := [][]int32{ids}
-	if cfg {
-		neg, ntr := p.Tokenizer.EncodeForModel(req.NegativePrompt)
-		if ntr != nil {
-			warn("negative prompt: " + ntr.Warning())
-		}
-		rows = [][]int32{neg, ids}
-	} else if req.NegativePrompt != "" {
-		warn("the negative prompt is ignored without classifier-free guidance")
-	}
-	phase(PhaseTokenize, true)
-	phase(PhaseTextEncoder, false)
-	if p.TextEncoder == nil {
-		if err := p.loadTextEncoder(); err != nil {
+	// Text embeddings: [negative; prompt] with guidance, else the prompt
+	// (SD-XL: both encoders, plus pooled embeddings and time ids).
+	var embeds backend.Tensor
+	var xl *sdxlCond
+	if p.Kind == StableDiffusionXL {
+		if embeds, xl, err = p.encodeSDXL(&req, cfg, height, width, warn, phase); err != nil {
 			return nil, err
 		}
+		defer func() { xl.release(b) }()
+	} else {
+		phase(PhaseTokenize, false)
+		ids, tr := p.Tokenizer.EncodeForModel(req.Prompt)
+		if tr != nil {
+			warn(tr.Warning())
+		}
+		rows := [][]int32{ids}
+		if cfg {
+			neg, ntr := p.Tokenizer.EncodeForModel(req.NegativePrompt)
+			if ntr != nil {
+				warn("negative prompt: " + ntr.Warning())
+			}
+			rows = [][]int32{neg, ids}
+		} else if req.NegativePrompt != "" {
+			warn("the negative prompt is ignored without classifier-free guidance")
+		}
+		phase(PhaseTokenize, true)
+		phase(PhaseTextEncoder, false)
+		if p.TextEncoder == nil {
+			if err := p.loadTextEncoder(); err != nil {
+				return nil, err
+			}
+		}
+		enc, err := p.TextEncoder.Forward(b, rows, clip.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("text encoder: %w", err)
+		}
+		embeds = enc.LastHiddenState
+		enc.LastHiddenState = nil
+		enc.Release(b)
+		if req.ReleaseTextEncoder {
+			p.TextEncoder.Release(b)
+			p.TextEncoder = nil
+		}
+		if err := b.Err(); err != nil {
+			return nil, err
+		}
+		phase(PhaseTextEncoder, true)
 	}
-	enc, err := p.TextEncoder.Forward(b, rows, clip.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("text encoder: %w", err)
-	}
-	embeds := enc.LastHiddenState
-	enc.LastHiddenState = nil
-	enc.Release(b)
-	if req.ReleaseTextEncoder {
-		p.TextEncoder.Release(b)
-		p.TextEncoder = nil
-	}
-	if err := b.Err(); err != nil {
-		return nil, err
-	}
-	phase(PhaseTextEncoder, true)
 	// single is the context of a batch-1 evaluation: the prompt without
 	// guidance; after T-GATE's gate, the negative embeddings, as the
 	// original does (every cross-attention then returns its cache).
@@ -308,6 +373,17 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	defer g.Release()
+	dc, err := newDeepCacheRun(req.DeepCache, timesteps, g, gate.Loop{Timesteps: len(timesteps), Steps: steps, Order: stepper.Order()}.WarmupSteps())
+	if err != nil {
+		return nil, err
+	}
+	defer dc.release()
+	ag, err := newAdaptiveGuidance(req.AdaptiveGuidance, p.Kind, cfg, req.Gate.Mode != gate.Off)
+	if err != nil {
+		return nil, err
+	}
+	var condText backend.Tensor // the prompt's embeddings after adaptive guidance stops
+	defer func() { nn.Free(b, condText) }()
 
 	phase(PhaseDenoise, false)
 	x := b.Upload(init)
@@ -326,10 +402,16 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 			p.crossReleased = true
 			releaseText()
 		}
+		plan.CFG = plan.CFG && ag.guiding()
 		var in, ehs backend.Tensor
 		switch {
 		case plan.CFG:
 			in, ehs = b.Concat(0, x, x), embeds
+		case !ag.guiding():
+			if condText == nil {
+				condText = b.Slice(embeds, 0, 1, 2)
+			}
+			in, ehs = b.Reshape(x, x.Shape()...), condText
 		case cfg:
 			in, ehs = b.Reshape(x, x.Shape()...), single
 		default:
@@ -338,11 +420,15 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		// The LCM pipeline feeds the latents unscaled (its loop has no
 		// scale_model_input; LCMScheduler's is the identity anyway).
 		scaled := in
-		if p.Kind == StableDiffusion {
-			scaled = stepper.ScaleModelInput(in, i)
+		if p.Kind.sdLoop() {
+			scaled = stepper.ScaleModelInput(in, i+first)
 			b.Free(in)
 		}
-		out, err := p.UNet.Forward(b, scaled, []float64{t}, ehs, unet.ForwardOpts{TimestepCond: timestepCond, Hook: g})
+		scaled = ed.unetInput(b, scaled) // inpainting UNets: + mask, masked image
+		opts := unet.ForwardOpts{TimestepCond: timestepCond, Hook: g}
+		xl.forwardOpts(&opts, plan.CFG, cfg)
+		opts.DeepCache = dc.opts(i, scaled.Shape()[0])
+		out, err := p.UNet.Forward(b, scaled, []float64{t}, ehs, opts)
 		b.Free(scaled)
 		if err != nil {
 			return nil, fmt.Errorf("step %d (t=%g): %w", i, t, err)
@@ -353,6 +439,10 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		}
 		eps := out
 		if plan.CFG {
+			if err := ag.observe(b, out, i); err != nil {
+				b.Free(out)
+				return nil, err
+			}
 			var cond backend.Tensor
 			eps, cond = guide(b, out, gs)
 			b.Free(out)
@@ -367,13 +457,13 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 			}
 			b.Free(cond)
 		}
-		step, err := stepper.Step(eps, x, i)
+		step, err := stepper.Step(eps, x, i+first)
 		b.Free(eps)
 		if err != nil {
 			return nil, fmt.Errorf("step %d (t=%g): %w", i, t, err)
 		}
 		b.Free(x)
-		x = step.Prev
+		x = ed.blendKnown(b, stepper, step.Prev, i+first) // 4-channel inpainting
 		if denoised != nil {
 			b.Free(denoised)
 			denoised = nil
@@ -386,11 +476,14 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		}
 		if req.Progress != nil {
 			req.Progress(Progress{Step: i + 1, Total: len(timesteps), Timestep: t, Plan: plan,
-				Latents: x, Denoised: denoised, CacheBytes: g.CacheBytes(), Elapsed: time.Since(start)})
+				Latents: x, Denoised: denoised, CacheBytes: g.CacheBytes() + dc.cacheBytes(), Elapsed: time.Since(start),
+				DeepCachePartial: dc.partial(), Similarity: ag.similarity(), AdaptiveGuidanceStep: ag.step()})
 		}
 	}
 	res.Gate = g.Stats()
+	res.DeepCache, res.AdaptiveGuidanceStep = dc.counts(), ag.step()
 	g.Release()
+	dc.release()
 	releaseText()
 
 	final := x
@@ -424,6 +517,9 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 // height×width image (0 takes the model's default size), or an error when
 // the size is not a positive multiple of 8 and of the VAE scale factor f.
 func (p *Pipeline) LatentShape(height, width int) (tensor.Shape, error) {
+	if p.pixart != nil {
+		return p.pixartLatentShape(height, width)
+	}
 	dh, dw := p.DefaultSize()
 	if height == 0 {
 		height = dh
@@ -435,7 +531,7 @@ func (p *Pipeline) LatentShape(height, width int) (tensor.Shape, error) {
 	if height <= 0 || width <= 0 || height%8 != 0 || width%8 != 0 || height%f != 0 || width%f != 0 {
 		return nil, fmt.Errorf("pipeline: height and width must be positive multiples of 8 (and of the VAE scale factor %d), got %dx%d", f, width, height)
 	}
-	return tensor.Shape{1, p.UNet.Config.InChannels, height / f, width / f}, nil
+	return tensor.Shape{1, p.latentChannels(), height / f, width / f}, nil
 }
 
 // Decode turns latents [1, C, h, w] on the pipeline's backend into an
@@ -453,7 +549,7 @@ func (p *Pipeline) Decode(latents backend.Tensor, d Decoder) (*tensor.Host, erro
 		sf := b.Upload(tensor.FromData([]float32{float32(p.VAEConfig.ScalingFactor)}, 1))
 		z := b.Binary(backend.Div, latents, sf)
 		b.Free(sf)
-		dec, err := p.VAE.Decode(b, z)
+		dec, err := p.decodeVAE(z) // by tiles when p.VAETiling says so
 		b.Free(z)
 		if err != nil {
 			return nil, err

@@ -166,8 +166,8 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("empty folder: %v", err)
 	}
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "model_index.json"), []byte(`{"_class_name": "StableDiffusionXLPipeline"}`), 0o644)
-	if _, err := Load(b, dir, LoadOptions{}); err == nil || !strings.Contains(err.Error(), "StableDiffusionXLPipeline") {
+	os.WriteFile(filepath.Join(dir, "model_index.json"), []byte(`{"_class_name": "StableDiffusion3Pipeline"}`), 0o644)
+	if _, err := Load(b, dir, LoadOptions{}); err == nil || !strings.Contains(err.Error(), "StableDiffusion3Pipeline") {
 		t.Errorf("unsupported class: %v", err)
 	}
 	// A UNet whose weights disagree with its config fails at load naming

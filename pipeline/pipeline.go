@@ -1,7 +1,9 @@
 // Package pipeline is text-to-image generation with the Stable Diffusion
 // family: diffusers' StableDiffusionPipeline (classifier-free guidance,
 // negative prompt, guidance_rescale) and LatentConsistencyModelPipeline
-// (guidance through the UNet's guidance embedding, batch 1), with T-GATE
+// (guidance through the UNet's guidance embedding, batch 1), and
+// StableDiffusionXLPipeline (two text encoders, pooled embeddings and
+// micro-conditioning; sdxl*.go, with tgate/SDXL.py's T-GATE), with T-GATE
 // (package gate) built into the denoising loop, progress reports and
 // cancellation. It runs on any backend.Backend.
 //
@@ -18,6 +20,7 @@ import (
 
 	"github.com/tgate-web/tgate/backend"
 	"github.com/tgate-web/tgate/hub"
+	"github.com/tgate-web/tgate/lora"
 	"github.com/tgate-web/tgate/models/clip"
 	"github.com/tgate-web/tgate/models/taesd"
 	"github.com/tgate-web/tgate/models/unet"
@@ -37,6 +40,14 @@ const (
 	// batch; the guidance scale enters through the UNet's guidance
 	// embedding and the last step's denoised sample is the result.
 	LatentConsistency
+	// StableDiffusionXL is StableDiffusionXLPipeline: the SD loop with two
+	// text encoders, pooled text embeddings and micro-conditioning.
+	StableDiffusionXL
+	// PixArtAlpha and PixArtSigma are PixArtAlphaPipeline and
+	// PixArtSigmaPipeline: a T5 text encoder and the PixArt transformer
+	// (pixart.go).
+	PixArtAlpha
+	PixArtSigma
 )
 
 // Class names of model_index.json that select a Kind.
@@ -46,8 +57,15 @@ const (
 )
 
 func (k Kind) String() string {
-	if k == LatentConsistency {
+	switch k {
+	case LatentConsistency:
 		return ClassLatentConsistency
+	case StableDiffusionXL:
+		return ClassStableDiffusionXL
+	case PixArtAlpha:
+		return ClassPixArtAlpha
+	case PixArtSigma:
+		return ClassPixArtSigma
 	}
 	return ClassStableDiffusion
 }
@@ -55,12 +73,21 @@ func (k Kind) String() string {
 // KindOf maps a model_index.json _class_name to a Kind.
 func KindOf(class string) (Kind, error) {
 	switch class {
-	case ClassStableDiffusion:
+	case ClassStableDiffusion, ClassStableDiffusionImg2Img, ClassStableDiffusionInpaint:
+		// The editing pipelines' folders hold the same components; an
+		// inpainting UNet is recognised by its input channels.
 		return StableDiffusion, nil
 	case ClassLatentConsistency:
 		return LatentConsistency, nil
+	case ClassStableDiffusionXL:
+		return StableDiffusionXL, nil
+	case ClassPixArtAlpha:
+		return PixArtAlpha, nil
+	case ClassPixArtSigma:
+		return PixArtSigma, nil
 	}
-	return 0, fmt.Errorf("pipeline class %q is not supported (supported: %s, %s)", class, ClassStableDiffusion, ClassLatentConsistency)
+	return 0, fmt.Errorf("pipeline class %q is not supported (supported: %s, %s, %s, %s, %s)", class,
+		ClassStableDiffusion, ClassLatentConsistency, ClassStableDiffusionXL, ClassPixArtAlpha, ClassPixArtSigma)
 }
 
 // Pipeline is a loaded diffusers model folder.
@@ -81,13 +108,39 @@ type Pipeline struct {
 	TAESD *taesd.Decoder
 	// Scheduler is the folder's scheduler_config.json.
 	Scheduler *sched.Config
+	// Notes says what loading had to assume (LoadSingleFile with inferred
+	// configs); empty otherwise.
+	Notes []string
+	// Tokenizer2 and TextEncoder2 (a CLIPTextModelWithProjection) are
+	// SD-XL's second text encoder; nil for other kinds.
+	Tokenizer2   *tokenizer.CLIP
+	TextEncoder2 *clip.TextModel
+	// ForceZerosForEmptyPrompt is SD-XL's model_index.json
+	// force_zeros_for_empty_prompt: zero negative embeddings when no
+	// negative prompt is given.
+	ForceZerosForEmptyPrompt bool
+	// VAETiling decodes large images with the AutoencoderKL tile by tile
+	// (off by default).
+	VAETiling VAETiling
 
 	folder        hub.Folder
 	variants      []string
 	comps         []*hub.Component
 	teComp        *hub.Component
+	te2Comp       *hub.Component
 	unetComp      *hub.Component
 	crossReleased bool
+	// vaeEnc is the VAE encoder, bound on the first image-to-image or
+	// inpainting request.
+	vaeEnc *vae.Encoder
+	// lora is the LoRA stack fused into the text encoders and the UNet
+	// whenever they are bound (lora.go).
+	lora loraState
+	// unet8 binds the UNet's weights as 8-bit (LoadOptions.UNet8Bit).
+	unet8 bool
+	// pixart holds a PixArt folder's transformer and T5 text side
+	// (pixart_load.go); nil for the UNet kinds.
+	pixart *pixartParts
 }
 
 // LoadOptions are choices made when loading.
@@ -101,6 +154,19 @@ type LoadOptions struct {
 	// Loaded, when set, is called after each component's weights are
 	// bound, with the component's name.
 	Loaded func(component string)
+	// StreamTextEncoder keeps only a T5 text encoder's embedding, relative
+	// attention bias and final norm bound, and binds each block from the
+	// folder just before it runs (PixArt: T5-XXL within a browser's
+	// memory).
+	StreamTextEncoder bool
+	// LoRAs are fused into the text encoders' and the UNet's weights, in
+	// order (see LoRA; Pipeline.SetLoRAs changes them later).
+	LoRAs []LoRA
+	// UNet8Bit binds the UNet's Linear and convolution weights as 8-bit
+	// integers with a scale per output channel (backend.Quantizer): half
+	// the memory of F16, dequantised inside the matmul and convolution
+	// kernels, at the cost of a small error (docs/memory.md).
+	UNet8Bit bool
 }
 
 // Load opens the diffusers model folder dir on the local disk (see
@@ -124,6 +190,12 @@ func LoadFolder(b backend.Backend, f hub.Folder, opt LoadOptions) (_ *Pipeline, 
 	if err != nil {
 		return nil, fmt.Errorf("%s/model_index.json: %w", dir, err)
 	}
+	if kind == PixArtAlpha || kind == PixArtSigma {
+		if len(opt.LoRAs) > 0 {
+			return nil, fmt.Errorf("%s: LoRA files apply to the UNet pipelines (SD 1.x/2.x, SD-XL, LCM), not to %s", dir, kind)
+		}
+		return loadPixArt(b, f, mi, kind, opt)
+	}
 	for _, c := range []string{"tokenizer", "text_encoder", "unet", "vae", "scheduler"} {
 		if mi.Class(c) == "" {
 			return nil, fmt.Errorf("%s/model_index.json: component %q is missing", dir, c)
@@ -141,12 +213,15 @@ func LoadFolder(b backend.Backend, f hub.Folder, opt LoadOptions) (_ *Pipeline, 
 			opt.Loaded(c)
 		}
 	}
-	p := &Pipeline{b: b, Dir: dir, Kind: kind, folder: f, variants: variants}
+	p := &Pipeline{b: b, Dir: dir, Kind: kind, folder: f, variants: variants, unet8: opt.UNet8Bit}
 	defer func() {
 		if err != nil {
 			p.Close()
 		}
 	}()
+	if p.lora, err = openLoRAs(opt.LoRAs, p.loraComponents()...); err != nil {
+		return nil, err
+	}
 
 	tok := hub.Sub(f, "tokenizer")
 	if p.Tokenizer, err = tokenizer.LoadCLIPWith(tok.String(), tok.ReadFile); err != nil {
@@ -171,7 +246,7 @@ func LoadFolder(b backend.Backend, f hub.Folder, opt LoadOptions) (_ *Pipeline, 
 	if p.unetComp, err = p.open("unet"); err != nil {
 		return nil, err
 	}
-	if p.UNet, err = unet.Load(b, p.unetComp); err != nil {
+	if p.UNet, err = p.loadUNetWeights(); err != nil {
 		return nil, fmt.Errorf("%s: %w", p.unetComp.Dir, err)
 	}
 	loaded("unet")
@@ -198,6 +273,12 @@ func LoadFolder(b backend.Backend, f hub.Folder, opt LoadOptions) (_ *Pipeline, 
 	}
 	if kind == LatentConsistency && p.UNet.Config.TimeCondProjDim == nil {
 		return nil, fmt.Errorf("%s: a %s needs a UNet with time_cond_proj_dim (a guidance embedding)", dir, ClassLatentConsistency)
+	}
+	if kind == StableDiffusionXL {
+		if err := p.loadSDXL(mi); err != nil {
+			return nil, err
+		}
+		loaded("text_encoder_2")
 	}
 	return p, nil
 }
@@ -262,10 +343,16 @@ func (p *Pipeline) useTAESD(c *hub.Component) error {
 		c.Close()
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if d.Config.LatentChannels != p.UNet.Config.OutChannels {
+	denoiser, made := "UNet", p.VAEConfig.LatentChannels
+	if p.UNet != nil {
+		made = p.UNet.Config.OutChannels
+	} else if p.pixart != nil {
+		denoiser = "PixArt transformer"
+	}
+	if d.Config.LatentChannels != made {
 		d.Release(p.b)
 		c.Close()
-		return fmt.Errorf("%s: the TAESD decoder takes %d latent channels but the UNet makes %d", path, d.Config.LatentChannels, p.UNet.Config.OutChannels)
+		return fmt.Errorf("%s: the TAESD decoder takes %d latent channels but the %s makes %d", path, d.Config.LatentChannels, denoiser, made)
 	}
 	if p.TAESD != nil {
 		p.TAESD.Release(p.b)
@@ -295,6 +382,10 @@ func (p *Pipeline) VAEScaleFactor() int {
 // DefaultSize is unet.sample_size · vae_scale_factor, the pipeline's
 // default height and width.
 func (p *Pipeline) DefaultSize() (height, width int) {
+	if tr := p.PixArtTransformer(); tr != nil {
+		n := tr.Config.SampleSize * p.VAEScaleFactor()
+		return n, n
+	}
 	s := p.UNet.Config.SampleSize.Values
 	f := p.VAEScaleFactor()
 	switch len(s) {
@@ -314,7 +405,11 @@ func (p *Pipeline) loadTextEncoder() error {
 	if err != nil {
 		return fmt.Errorf("%s/config.json: %w", te.Dir, err)
 	}
-	if p.TextEncoder, err = clip.Load(p.b, te, cfg); err != nil {
+	src, err := p.withLoRAs(lora.TextEncoder, te)
+	if err != nil {
+		return err
+	}
+	if p.TextEncoder, err = clip.Load(p.b, src, cfg); err != nil {
 		return fmt.Errorf("%s: %w", te.Dir, err)
 	}
 	return nil
@@ -324,7 +419,7 @@ func (p *Pipeline) loadTextEncoder() error {
 // cross-attention weights.
 func (p *Pipeline) reloadUNet() error {
 	p.UNet.Release(p.b)
-	m, err := unet.Load(p.b, p.unetComp)
+	m, err := p.loadUNetWeights()
 	if err != nil {
 		return fmt.Errorf("%s: reloading: %w", p.unetComp.Dir, err)
 	}
@@ -335,9 +430,14 @@ func (p *Pipeline) reloadUNet() error {
 
 // Close frees every weight and closes the weight files.
 func (p *Pipeline) Close() error {
+	p.pixart.release(p.b)
 	if p.TextEncoder != nil {
 		p.TextEncoder.Release(p.b)
 		p.TextEncoder = nil
+	}
+	if p.TextEncoder2 != nil {
+		p.TextEncoder2.Release(p.b)
+		p.TextEncoder2 = nil
 	}
 	if p.UNet != nil {
 		p.UNet.Release(p.b)
@@ -347,6 +447,7 @@ func (p *Pipeline) Close() error {
 		p.VAE.Release(p.b)
 		p.VAE = nil
 	}
+	p.ReleaseVAEEncoder()
 	if p.TAESD != nil {
 		p.TAESD.Release(p.b)
 		p.TAESD = nil

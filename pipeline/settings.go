@@ -29,6 +29,9 @@ func (p *Pipeline) Settings(req Request, res *Result, model string) pnginfo.Para
 		if lcm {
 			guidance = 8.5
 		}
+		if p.Kind == StableDiffusionXL {
+			guidance = sdxlDefaultGuidance
+		}
 	}
 	if name == "" {
 		name, _ = sched.NameFromConfig(p.Scheduler) // Generate succeeded, so the config names one
@@ -58,6 +61,9 @@ func (p *Pipeline) Settings(req Request, res *Result, model string) pnginfo.Para
 			add("FI interval", strconv.Itoa(g.FIInterval))
 			add("Warm up", strconv.Itoa(g.WarmUp))
 		}
+	}
+	if p.Kind == StableDiffusionXL {
+		req.SDXLOptions.appendSettings(add)
 	}
 	if req.Decoder == DecodeTAESD {
 		add("Decoder", "taesd")

@@ -120,6 +120,10 @@ type ForwardOpts struct {
 	TimeIDs    []float64
 	// Hook intercepts every attention module (T-GATE); nil computes all.
 	Hook nn.AttentionHook
+	// DeepCache, when set, runs this evaluation as a DeepCache refresh
+	// (whole UNet, feature stored) or partial step (shallow branch on the
+	// stored feature), as its Refresh field says.
+	DeepCache *DeepCache
 }
 
 // Forward computes the UNet's output [B, out_channels, H, W] for sample
@@ -145,6 +149,9 @@ func (m *Model) Forward(b backend.Backend, sample backend.Tensor, timesteps []fl
 	rs := &run{hook: opt.Hook}
 	if rs.hook == nil {
 		rs.hook = nn.ComputeAlways{}
+	}
+	if opt.DeepCache != nil {
+		return m.forwardDeepCache(b, sample, timesteps, ctx, opt, rs)
 	}
 	sh := sample.Shape()
 	bs, hgt, wid := sh[0], sh[2], sh[3]
