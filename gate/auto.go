@@ -35,6 +35,11 @@ type Auto struct {
 	MinStep, MaxStep int
 }
 
+// DefaultAutoThreshold is the threshold the CLI and the JavaScript API use
+// when none is given: on the tiny SD 1.5 reference pipeline it gates where
+// a fixed gate 5 of 10 does (docs/deepcache.md).
+const DefaultAutoThreshold = 0.05
+
 // Enabled reports whether the auto gate decides the gate step.
 func (a Auto) Enabled() bool { return a.Threshold > 0 }
 

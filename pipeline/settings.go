@@ -19,9 +19,13 @@ func (p *Pipeline) Settings(req Request, res *Result, model string) pnginfo.Para
 	lcm := p.Kind == LatentConsistency
 	steps, guidance, name := req.Steps, req.Guidance, req.Scheduler
 	if steps == 0 {
-		steps = 50
-		if lcm {
+		switch {
+		case lcm:
 			steps = 4
+		case p.Kind == PixArtAlpha || p.Kind == PixArtSigma:
+			steps = pixartDefaultSteps
+		default:
+			steps = 50
 		}
 	}
 	if math.IsNaN(guidance) {
@@ -29,8 +33,11 @@ func (p *Pipeline) Settings(req Request, res *Result, model string) pnginfo.Para
 		if lcm {
 			guidance = 8.5
 		}
-		if p.Kind == StableDiffusionXL {
+		switch p.Kind {
+		case StableDiffusionXL:
 			guidance = sdxlDefaultGuidance
+		case PixArtAlpha, PixArtSigma:
+			guidance = pixartDefaultGuidance
 		}
 	}
 	if name == "" {
@@ -55,7 +62,12 @@ func (p *Pipeline) Settings(req Request, res *Result, model string) pnginfo.Para
 	}
 	if g := req.Gate; g.Mode != gate.Off {
 		add("T-GATE", g.Mode.String())
-		add("Gate step", strconv.Itoa(g.GateStep))
+		if g.Auto.Enabled() {
+			add("Gate step", "auto")
+			add("Auto gate threshold", pnginfo.FormatFloat(g.Auto.Threshold))
+		} else {
+			add("Gate step", strconv.Itoa(g.GateStep))
+		}
 		if g.Mode == gate.V2 {
 			add("SP interval", strconv.Itoa(g.SPInterval))
 			add("FI interval", strconv.Itoa(g.FIInterval))
@@ -65,6 +77,7 @@ func (p *Pipeline) Settings(req Request, res *Result, model string) pnginfo.Para
 	if p.Kind == StableDiffusionXL {
 		req.SDXLOptions.appendSettings(add)
 	}
+	p.appendMethodSettings(req, add)
 	if req.Decoder == DecodeTAESD {
 		add("Decoder", "taesd")
 	}

@@ -29,8 +29,9 @@ type engine struct {
 	hub   string
 
 	p     *pipeline.Pipeline
-	repo  *browser.Repo
 	model *modelInfo
+	// loras is the LoRA set fused into the loaded model.
+	loras []appliedLoRA
 
 	mu     sync.Mutex
 	busy   bool
@@ -95,6 +96,13 @@ type loadOptions struct {
 	// MemoryBudget, when positive, is the most GPU bytes the model may
 	// need at the chosen size.
 	MemoryBudget float64 `json:"memoryBudget"`
+	// Config is the diffusers folder (repo id or URL) whose configs,
+	// tokenizer and scheduler go with a single-file checkpoint source;
+	// empty infers them from the weights.
+	Config string `json:"config"`
+	// UNet8Bit binds the UNet's Linear and convolution weights as 8-bit
+	// (pipeline.LoadOptions.UNet8Bit); the estimate counts them so.
+	UNet8Bit bool `json:"unet8bit"`
 }
 
 // modelInfo is what load resolves to (ModelInfo in docs/js-api.md).
@@ -143,23 +151,21 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 	if hubAddr == "" {
 		hubAddr = e.hub
 	}
-	src, err := hub.ParseSource(source, hubAddr)
-	if err != nil {
-		return nil, coded("bad-request", err)
+	progress := func(file string, n, total int64, cached, done bool) {
+		emit(map[string]any{"type": "download", "file": file, "bytes": float64(n), "total": float64(total), "fromCache": cached, "done": done})
 	}
 	emit(map[string]any{"type": "phase", "phase": "resolve", "start": true})
-	repo, err := browser.Open(src, e.store, func(file string, n, total int64, cached, done bool) {
-		emit(map[string]any{"type": "download", "file": file, "bytes": float64(n), "total": float64(total), "fromCache": cached, "done": done})
-	})
+	m, err := e.resolveModel(source, hubAddr, o.Config, progress)
 	if err != nil {
-		return nil, coded("download", err)
+		return nil, err
 	}
+	src := m.src
 	// Estimate from the configs before any weight is fetched.
-	arch, err := macs.LoadFolder(repo)
+	arch, err := macs.LoadFolder(m.configs)
 	if err != nil {
 		return nil, coded(codeOrBadModel(err), err)
 	}
-	est, err := e.estimate(arch, repo, o)
+	est, err := e.estimate(arch, m.f16, o)
 	if err != nil {
 		return nil, err
 	}
@@ -168,14 +174,21 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 	// Release the previous model first: two need not fit at once.
 	if e.p != nil {
 		e.p.Close()
-		e.p, e.model, e.repo = nil, nil, nil
+		e.p, e.model = nil, nil
 	}
 	wstart := time.Now()
 	emit(map[string]any{"type": "phase", "phase": "weights", "start": true})
-	p, err := pipeline.LoadFolder(e.b, repo, pipeline.LoadOptions{
+	lopt := pipeline.LoadOptions{
 		SkipVAE:  o.Decoder == "taesd" || o.Decoder == "none",
 		Variants: hub.PreferFP16,
-	})
+		UNet8Bit: o.UNet8Bit,
+	}
+	var p *pipeline.Pipeline
+	if m.file != nil {
+		p, err = pipeline.LoadSingleFile(e.b, m.file, m.name, m.config, lopt)
+	} else {
+		p, err = pipeline.LoadFolder(e.b, m.repo, lopt)
+	}
 	if err != nil {
 		if lost := e.b.DeviceLost(); lost != nil {
 			return nil, coded("device-lost", lost)
@@ -195,19 +208,16 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 	emit(map[string]any{"type": "phase", "phase": "weights", "ms": ms(time.Since(wstart))})
 	h, w := p.DefaultSize()
 	schedName, _ := sched.NameFromConfig(p.Scheduler)
-	kind := "sd"
-	if p.Kind == pipeline.LatentConsistency {
-		kind = "lcm"
-	}
+	kind := kindName(p)
 	info := &modelInfo{Source: src.ID(), Base: src.Base, ClassName: p.Kind.String(), Kind: kind,
-		DefaultWidth: w, DefaultHeight: h, Scheduler: string(schedName), Files: repo.Opened(),
+		DefaultWidth: w, DefaultHeight: h, Scheduler: string(schedName), Files: m.opened(),
 		Estimate: est, VAE: p.VAE != nil, TAESD: p.TAESD != nil, LoadMs: ms(time.Since(start))}
 	for _, f := range info.Files {
 		if !f.Cached {
 			info.DownloadBytes += f.Bytes
 		}
 	}
-	e.p, e.repo, e.model = p, repo, info
+	e.p, e.model, e.loras = p, info, nil
 	return jsonValue(info)
 }
 
@@ -216,13 +226,12 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 // holding taesd.py's taesd_decoder.safetensors, or the URL (or
 // "owner/name/file") of one .safetensors file.
 func (e *engine) loadTAESD(p *pipeline.Pipeline, spec, hubAddr string) error {
-	name := ""
-	if strings.HasSuffix(spec, ".safetensors") {
-		i := strings.LastIndex(spec, "/")
-		spec, name = spec[:i+1], spec[i+1:]
-		if !strings.Contains(spec, "://") {
-			spec = strings.TrimSuffix(spec, "/")
+	if strings.HasSuffix(spec, ".safetensors") || browser.IsBlobURL(spec) {
+		f, name, err := e.openFile(spec, hubAddr, "taesd_decoder.safetensors")
+		if err != nil {
+			return err
 		}
+		return p.LoadTAESDIn(f, name)
 	}
 	src, err := hub.ParseSource(spec, hubAddr)
 	if err != nil {
@@ -232,12 +241,11 @@ func (e *engine) loadTAESD(p *pipeline.Pipeline, spec, hubAddr string) error {
 	if err != nil {
 		return err
 	}
-	if name == "" {
-		if ok, err := repo.Exists("config.json"); err != nil {
-			return err
-		} else if !ok {
-			name = "taesd_decoder.safetensors"
-		}
+	name := ""
+	if ok, err := repo.Exists("config.json"); err != nil {
+		return err
+	} else if !ok {
+		name = "taesd_decoder.safetensors"
 	}
 	return p.LoadTAESDIn(repo, name)
 }
@@ -246,7 +254,7 @@ func (e *engine) loadTAESD(p *pipeline.Pipeline, spec, hubAddr string) error {
 // (package macs, from the configs alone) and refuses a model whose largest
 // tensor exceeds the adapter's buffer limit or whose total exceeds the
 // caller's budget.
-func (e *engine) estimate(arch *macs.Model, repo *browser.Repo, o loadOptions) (estimate, error) {
+func (e *engine) estimate(arch *macs.Model, f16 bool, o loadOptions) (estimate, error) {
 	spec := macs.DefaultSpec()
 	spec.Scheduler = ""
 	spec.Width, spec.Height = o.Width, o.Height
@@ -261,11 +269,10 @@ func (e *engine) estimate(arch *macs.Model, repo *browser.Repo, o loadOptions) (
 			spec.Gate.Mode = m
 		}
 	}
+	spec.UNet8Bit = o.UNet8Bit
 	spec.WeightDType = tensor.F32
-	for name := range repo.Files {
-		if strings.HasPrefix(name, "unet/") && strings.Contains(name, ".fp16.") {
-			spec.WeightDType = tensor.F16
-		}
+	if f16 {
+		spec.WeightDType = tensor.F16
 	}
 	rep, err := macs.Count(arch, spec)
 	if err != nil {
@@ -340,4 +347,21 @@ func jsonValue(v any) (js.Value, error) {
 		return js.Value{}, err
 	}
 	return js.Global().Get("JSON").Call("parse", string(data)), nil
+}
+
+// kindName is ModelInfo.kind: "sd", "inpaint" (an inpainting UNet),
+// "lcm", "sdxl" or "pixart".
+func kindName(p *pipeline.Pipeline) string {
+	switch p.Kind {
+	case pipeline.LatentConsistency:
+		return "lcm"
+	case pipeline.StableDiffusionXL:
+		return "sdxl"
+	case pipeline.PixArtAlpha, pipeline.PixArtSigma:
+		return "pixart"
+	}
+	if p.InpaintingUNet() {
+		return "inpaint"
+	}
+	return "sd"
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"syscall/js"
 	"time"
 
@@ -28,8 +29,9 @@ type runStats struct {
 }
 
 // generate runs one generation on the loaded model. latents is an optional
-// Float32Array of initial latents.
-func (e *engine) generate(optJSON string, latents, onEvent js.Value) (any, error) {
+// Float32Array of initial latents; images optionally holds initImage and
+// mask, each { width, height, data: Uint8ClampedArray (RGBA) }.
+func (e *engine) generate(optJSON string, latents, onEvent, images js.Value) (any, error) {
 	if e.p == nil {
 		return nil, coded("bad-request", errors.New("no model is loaded: call engine.load first"))
 	}
@@ -50,6 +52,15 @@ func (e *engine) generate(optJSON string, latents, onEvent js.Value) (any, error
 		return nil, coded("bad-request", err)
 	}
 	req := r.Request
+	if err := e.applyLoRAs(opts.LoRAs, emitter(onEvent)); err != nil {
+		if lost := e.b.DeviceLost(); lost != nil {
+			return nil, coded("device-lost", lost)
+		}
+		return nil, coded(codeOrBadModel(err), err)
+	}
+	if err := readImages(&req, images); err != nil {
+		return nil, coded("bad-request", err)
+	}
 	if req.Latents, err = initLatents(p, req, latents); err != nil {
 		return nil, coded("bad-request", err)
 	}
@@ -96,7 +107,12 @@ func (e *engine) generate(optJSON string, latents, onEvent js.Value) (any, error
 		if pr.Plan.Cross == gate.Reuse && st.released == 0 {
 			st.released = pr.Step
 		}
+		var sim any
+		if !math.IsNaN(pr.Similarity) {
+			sim = pr.Similarity
+		}
 		ev := map[string]any{"type": "step", "step": pr.Step, "total": pr.Total, "timestep": pr.Timestep,
+			"deepcachePartial": pr.DeepCachePartial, "similarity": sim,
 			"plan":      map[string]any{"cfg": pr.Plan.CFG, "cross": pr.Plan.Cross.String(), "self": pr.Plan.Self.String()},
 			"elapsedMs": ms(pr.Elapsed),
 			"memory":    map[string]any{"liveBytes": float64(m.Live), "stepPeakBytes": float64(m.Peak), "peakBytes": float64(st.peak)},
@@ -110,6 +126,9 @@ func (e *engine) generate(optJSON string, latents, onEvent js.Value) (any, error
 		st.lastStepAt = time.Now()
 	}
 	req.Warn = func(w string) { warnings = append(warnings, w) }
+	req.TextEncoderProgress = func(done, total int) {
+		emit(map[string]any{"type": "phase", "phase": pipeline.PhaseTextEncoder, "done": done, "total": total})
+	}
 	for _, w := range r.Warnings {
 		emit(map[string]any{"type": "warning", "message": w})
 	}
@@ -190,6 +209,9 @@ func (e *engine) resultMeta(r *jsapi.Resolved, req pipeline.Request, res *pipeli
 			"selfComputed": res.Gate.SelfComputed, "selfReused": res.Gate.SelfReused,
 			"releasedAtStep": released,
 		},
+		"gateStep":             gateStepOf(req, res),
+		"adaptiveGuidanceStep": nullIfZero(res.AdaptiveGuidanceStep),
+		"deepcache":            map[string]any{"refreshes": res.DeepCache.Refreshes, "partials": res.DeepCache.Partials},
 		"warnings": append([]string{}, warnings...),
 		"settings": map[string]any{
 			"prompt": req.Prompt, "negativePrompt": req.NegativePrompt, "steps": r.Steps, "guidance": r.Guidance,
@@ -199,6 +221,23 @@ func (e *engine) resultMeta(r *jsapi.Resolved, req pipeline.Request, res *pipeli
 				"fiInterval": g.FIInterval, "warmUp": g.WarmUp},
 		},
 	}
+}
+
+// gateStepOf is the step T-GATE gated at (the auto gate's decision), or
+// null when T-GATE is off or the gate stayed open.
+func gateStepOf(req pipeline.Request, res *pipeline.Result) any {
+	g := res.Gate.GateStep
+	if req.Gate.Mode == gate.Off || g < 1 || g > len(res.Timesteps) {
+		return nil
+	}
+	return g
+}
+
+func nullIfZero(n int) any {
+	if n == 0 {
+		return nil
+	}
+	return n
 }
 
 func sumMs(m map[string]float64) float64 {
@@ -218,7 +257,11 @@ func initLatents(p *pipeline.Pipeline, req pipeline.Request, v js.Value) (*tenso
 	if !v.InstanceOf(js.Global().Get("Float32Array")) {
 		return nil, errors.New("latents must be a Float32Array")
 	}
-	shape, err := p.LatentShape(req.Height, req.Width)
+	h, w := req.Height, req.Width
+	if req.InitImage != nil && h == 0 && w == 0 { // the init image's size
+		h, w = req.InitImage.Shape[2], req.InitImage.Shape[3]
+	}
+	shape, err := p.LatentShape(h, w)
 	if err != nil {
 		return nil, err
 	}
@@ -239,4 +282,34 @@ func float32Array(x []float32) js.Value {
 	tensor.EncodeFloat32(raw, x, tensor.F32)
 	u8 := jsutil.Uint8Array(raw)
 	return js.Global().Get("Float32Array").New(u8.Get("buffer"))
+}
+
+// readImages reads the init image and mask tensors.js sends beside the
+// options into req.
+func readImages(req *pipeline.Request, v js.Value) error {
+	if v.Type() != js.TypeObject {
+		return nil
+	}
+	pixels := func(name string) (*jsapi.Pixels, error) {
+		o := v.Get(name)
+		if o.Type() != js.TypeObject {
+			return nil, nil
+		}
+		data := o.Get("data")
+		if data.Type() != js.TypeObject || !(data.InstanceOf(js.Global().Get("Uint8ClampedArray")) || data.InstanceOf(js.Global().Get("Uint8Array"))) {
+			return nil, fmt.Errorf("%s: data must be a Uint8ClampedArray of RGBA bytes", name)
+		}
+		px := &jsapi.Pixels{Width: o.Get("width").Int(), Height: o.Get("height").Int(), RGBA: make([]byte, data.Get("length").Int())}
+		js.CopyBytesToGo(px.RGBA, data)
+		return px, nil
+	}
+	img, err := pixels("initImage")
+	if err != nil {
+		return err
+	}
+	mask, err := pixels("mask")
+	if err != nil {
+		return err
+	}
+	return jsapi.SetImages(req, img, mask)
 }

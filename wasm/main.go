@@ -26,7 +26,7 @@ func main() {
 		return e.load(arg(args, 0).String(), arg(args, 1).String(), arg(args, 2))
 	}))
 	api.Set("generate", promiseFunc(func(args []js.Value) (any, error) {
-		return e.generate(arg(args, 0).String(), arg(args, 1), arg(args, 2))
+		return e.generate(arg(args, 0).String(), arg(args, 1), arg(args, 2), arg(args, 3))
 	}))
 	api.Set("cancel", js.FuncOf(func(js.Value, []js.Value) any { e.cancelRun(); return nil }))
 	// loseDevice destroys the GPU device, as a driver reset or the browser

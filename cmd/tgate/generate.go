@@ -60,7 +60,7 @@ the same run without T-GATE.`,
 // final latents as .npy if asked). Progress and warnings go to stderr.
 func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("generate", flag.ContinueOnError)
-	model := fl.String("model", "", "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/); required")
+	model := fl.String("model", "", "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), or a single-file .safetensors checkpoint (CompVis/A1111 layout, see --config); required")
 	prompt := fl.String("prompt", "", "the prompt")
 	negative := fl.String("negative-prompt", "", "the negative prompt (classifier-free guidance)")
 	steps := fl.Int("steps", 0, "denoising steps (default: 50 for Stable Diffusion, 4 for LCM)")
@@ -73,7 +73,6 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	schedName := fl.String("scheduler", "", "scheduler: "+joinNames(sched.Names())+" (default: the model folder's)")
 	spacing := fl.String("timestep-spacing", "", "timestep spacing: "+strings.Join(spacingNames, ", ")+" (default: the scheduler config's)")
 	mode := fl.String("tgate", "off", "T-GATE mode: "+strings.Join(gate.ModeNames(), ", ")+"; off reproduces the diffusers pipeline")
-	gateStep := fl.Int("gate-step", -1, "steps that compute cross-attention; after them it is reused and guidance stops (default: 10 for Stable Diffusion, 1 for LCM)")
 	spInterval := fl.Int("sp-interval", -1, "v2: self-attention is cached every this many steps before the gate and reused in between (default: 5, LCM 1)")
 	fiInterval := fl.Int("fi-interval", -1, "v2: the same after the gate (default: 1, which reuses nothing)")
 	warmUp := fl.Int("warm-up", -1, "v2: first steps whose self-attention is neither cached nor reused (default: 2, LCM 0)")
@@ -83,6 +82,8 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	decoder := fl.String("decoder", "vae", "image decoder: "+strings.Join(decoderNames, ", "))
 	taesdPath := fl.String("taesd", "", "TAESD decoder weights (.safetensors) for --decoder taesd")
 	quiet := fl.Bool("quiet", false, "no per-step progress")
+	var extra extraFlags
+	extra.register(fl)
 	if code, ok := parseFlags(fl, generateHelp, args, stdout, stderr); !ok {
 		return code
 	}
@@ -128,11 +129,20 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *out == "" && *latentsOut == "" {
 		return usageErr(errors.New("nothing to write: give --out and/or --save-latents"))
 	}
+	given := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if err := extra.check(given); err != nil {
+		return usageErr(err)
+	}
 
 	// Before any weights are read: the model's class and scheduler, the
 	// step count, T-GATE's plan and where the outputs go.
-	r, err := planRun(*model, runChoices{steps: *steps, scheduler: name, spacing: *spacing, guidance: guidance, mode: gm,
-		gateStep: *gateStep, spInterval: *spInterval, fiInterval: *fiInterval, warmUp: *warmUp})
+	planFolder, err := configFolder(*model, extra.config)
+	if err != nil {
+		return fail(err)
+	}
+	r, err := planRun(planFolder, runChoices{steps: *steps, scheduler: name, spacing: *spacing, guidance: guidance, mode: gm,
+		gateStep: extra.gateStep.n, auto: extra.auto(), spInterval: *spInterval, fiInterval: *fiInterval, warmUp: *warmUp})
 	var ue choiceError
 	switch {
 	case errors.As(err, &ue):
@@ -167,11 +177,21 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 
 	b := cpu.New()
-	p, err := pipeline.Load(b, *model, pipeline.LoadOptions{SkipVAE: *decoder != "vae" || *out == ""})
+	lopt := pipeline.LoadOptions{SkipVAE: *decoder != "vae" || *out == ""}
+	extra.loadOptions(&lopt)
+	var p *pipeline.Pipeline
+	if isSingleFile(*model) {
+		p, err = pipeline.LoadSingleFilePath(b, *model, extra.config, lopt)
+	} else {
+		p, err = pipeline.Load(b, *model, lopt)
+	}
 	if err != nil {
 		return fail(err)
 	}
 	defer p.Close()
+	for _, n := range p.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
 	if *decoder == "taesd" && *out != "" {
 		if err := p.LoadTAESD(*taesdPath); err != nil {
 			return fail(err)
@@ -195,6 +215,9 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if guidance.set {
 		req.Guidance = guidance.v
+	}
+	if err := extra.apply(&req, given); err != nil {
+		return fail(err)
 	}
 	switch {
 	case *out == "":
@@ -240,6 +263,9 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if gm != gate.Off {
 		fmt.Fprintln(stderr, gateSummary(gm, res.Gate, prog.plans))
+	}
+	for _, l := range runSummary(req, res) {
+		fmt.Fprintln(stderr, l)
 	}
 	return 0
 }

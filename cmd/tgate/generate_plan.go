@@ -36,6 +36,9 @@ type runChoices struct {
 	// gateFlags are --gate-step, --sp-interval, --fi-interval and
 	// --warm-up; a negative value keeps T-GATE's default for the model.
 	gateStep, spInterval, fiInterval, warmUp int
+	// auto is the auto gate (--gate-step auto): the plan made before the
+	// run then assumes no gate, which the run decides.
+	auto gate.Auto
 }
 
 // choiceError marks an error in what the user asked for (exit status 2), as
@@ -43,11 +46,11 @@ type runChoices struct {
 type choiceError struct{ error }
 
 // planRun reads the pipeline class and the scheduler config of the model
-// folder dir and resolves c against them: the step count (checked against
+// folder f and resolves c against them: the step count (checked against
 // what the scheduler can place), the scheduler's timesteps and T-GATE's
 // configuration and plan.
-func planRun(dir string, c runChoices) (*runPlan, error) {
-	f := hub.Dir(dir)
+func planRun(f hub.Folder, c runChoices) (*runPlan, error) {
+	dir := f.String()
 	mi, err := hub.ReadModelIndexIn(f)
 	if err != nil {
 		return nil, err
@@ -64,14 +67,22 @@ func planRun(dir string, c runChoices) (*runPlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s/scheduler/scheduler_config.json: %w", dir, err)
 	}
+	pixart := kind == pipeline.PixArtAlpha || kind == pipeline.PixArtSigma
 	r := &runPlan{kind: kind, steps: c.steps, scheduler: c.scheduler, gate: gate.SDDefaults()}
-	if kind == pipeline.LatentConsistency {
+	switch {
+	case kind == pipeline.LatentConsistency:
 		r.gate = gate.LCMDefaults()
+	case pixart:
+		r.gate = pipeline.PixArtGateDefaults()
 	}
 	if r.steps == 0 {
-		r.steps = 50
-		if kind == pipeline.LatentConsistency {
+		switch {
+		case kind == pipeline.LatentConsistency:
 			r.steps = 4
+		case pixart:
+			r.steps = 20
+		default:
+			r.steps = 50
 		}
 	}
 	if r.scheduler == "" {
@@ -88,11 +99,16 @@ func planRun(dir string, c runChoices) (*runPlan, error) {
 	}
 	r.params, r.timesteps = st.Params(), st.Timesteps()
 
-	guidance := 7.5
+	guidance := 7.5 // the pipelines' defaults: 5 for SD-XL, 4.5 for PixArt, all above 1
 	if c.guidance.set {
 		guidance = c.guidance.v
 	}
-	r.cfg = kind == pipeline.StableDiffusion && guidance > 1
+	r.cfg = kind != pipeline.LatentConsistency && guidance > 1
+	if r.gate.Auto = c.auto; c.auto.Enabled() {
+		// The plan made before the run assumes the gate is not passed;
+		// the run decides where it closes.
+		r.gate.GateStep = len(r.timesteps) + 1
+	}
 	r.gate.Mode = c.mode
 	for _, o := range []struct {
 		v   int

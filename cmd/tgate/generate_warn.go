@@ -44,7 +44,7 @@ func settingWarnings(r *runPlan, g generateFlags) []string {
 			}
 		}
 	}
-	if gc.Mode != gate.Off && !plansDo(r.plans, func(p gate.StepPlan) bool { return p.Cross == gate.Reuse }) {
+	if gc.Mode != gate.Off && !gc.Auto.Enabled() && !plansDo(r.plans, func(p gate.StepPlan) bool { return p.Cross == gate.Reuse }) {
 		s := fmt.Sprintf("T-GATE's gate step %d is not below the %d steps: the gate is never passed, so cross-attention is never reused", gc.GateStep, r.steps)
 		if r.cfg {
 			s += " and the guidance batch runs at every step"

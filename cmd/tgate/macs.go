@@ -28,6 +28,7 @@ phase reads, peak memory per phase and what the gate releases.`,
 	groups: []flagGroup{
 		{"generation", []string{"model", "steps", "width", "height", "scheduler", "guidance"}},
 		{"T-GATE", []string{"tgate", "gate-step", "sp-interval", "fi-interval", "warm-up"}},
+		{"DeepCache", []string{"deepcache-interval", "deepcache-branch"}},
 		{"dtypes", []string{"weights", "unet-8bit", "activations"}},
 	},
 	values: map[string]string{"model": "DIR", "scheduler": "NAME", "tgate": "MODE", "weights": "DTYPE", "activations": "DTYPE"},
@@ -55,6 +56,8 @@ func macsCmd(args []string, stdout, stderr io.Writer) int {
 	spInterval := fl.Int("sp-interval", -1, "self-attention caching interval before the gate, v2 (default: 5, LCM 1)")
 	fiInterval := fl.Int("fi-interval", -1, "self-attention caching interval after the gate, v2 (default: 1)")
 	warmUp := fl.Int("warm-up", -1, "warm-up steps without self-attention caching, v2 (default: 2, LCM 0)")
+	dcInterval := fl.Int("deepcache-interval", 0, "also count DeepCache with this cache_interval (0: off); prints the DeepCache rows")
+	dcBranch := fl.Int("deepcache-branch", 0, "DeepCache cache_branch_id (0: the shallowest branch)")
 	weights := fl.String("weights", "f16", "weight dtype: f16, bf16, f32")
 	acts := fl.String("activations", "f32", "activation dtype: f32, f16")
 	unet8 := fl.Bool("unet-8bit", false, "count the UNet's Linear and convolution weights as 8-bit (generate's --unet-8bit)")
@@ -88,6 +91,32 @@ func macsCmd(args []string, stdout, stderr io.Writer) int {
 		if schedule, err = sched.ParseName(*schedName); err != nil {
 			return usageError(stderr, "macs", fmt.Errorf("unknown --scheduler value %q (valid: %s, folder)", *schedName, joinSchedNames(sched.Names())))
 		}
+	}
+	if pm, err := macs.LoadPixArt(*model); err != nil {
+		return fail(err)
+	} else if pm != nil {
+		ps := macs.PixArtDefaultSpec()
+		ps.Width, ps.Height, ps.Guidance, ps.WeightDType, ps.Scheduler = *width, *height, *guidance, wdt, pm.Scheduler
+		ps.VAEScaleFactor = pm.VAEScaleFactor()
+		if *steps != 0 {
+			ps.Steps = *steps
+		}
+		for _, o := range []struct {
+			v   int
+			dst *int
+		}{{*gateStep, &ps.Gate.GateStep}, {*spInterval, &ps.Gate.SPInterval}, {*fiInterval, &ps.Gate.FIInterval}, {*warmUp, &ps.Gate.WarmUp}} {
+			if o.v != -1 {
+				*o.dst = o.v
+			}
+		}
+		ps.Gate.Mode = m
+		if err := ps.Gate.Validate(); err != nil {
+			return usageError(stderr, "macs", err)
+		}
+		if err := writePixArtMacs(stdout, pm, ps); err != nil {
+			return fail(err)
+		}
+		return 0
 	}
 	mod, err := macs.Load(*model)
 	if err != nil {
@@ -145,6 +174,15 @@ func macsCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := writeMacsReport(stdout, mod, base.resident, base.staged, gated.resident, gated.staged); err != nil {
 		return fail(err)
+	}
+	if *dcInterval != 0 {
+		rows, err := macs.DeepCacheRows(mod, spec, macs.DeepCache{Interval: *dcInterval, Branch: *dcBranch})
+		if err != nil {
+			return fail(err)
+		}
+		if err := writeDeepCacheRows(stdout, rows); err != nil {
+			return fail(err)
+		}
 	}
 	return 0
 }
@@ -369,3 +407,83 @@ func (e *errWriter) Write(p []byte) (int, error) {
 }
 
 func (e *errWriter) printf(format string, a ...any) { fmt.Fprintf(e, format, a...) }
+
+// writePixArtMacs counts a PixArt folder's denoising loop without T-GATE
+// and with spec's (PixArt's defaults: 25 steps, gate 15, sp 3, fi 1,
+// warm-up 2) and prints the transformer's MACs per phase and the
+// calflops figure the T-GATE paper reports.
+func writePixArtMacs(w io.Writer, pm *macs.PixArtModel, spec macs.PixArtSpec) error {
+	off := spec
+	off.Gate.Mode = gate.Off
+	base, err := macs.CountPixArt(pm.Transformer, off)
+	if err != nil {
+		return err
+	}
+	var gated *macs.PixArtReport
+	if spec.Gate.Mode != gate.Off {
+		if gated, err = macs.CountPixArt(pm.Transformer, spec); err != nil {
+			return err
+		}
+	}
+	ew := &errWriter{w: w}
+	guidance := "no classifier-free guidance"
+	if spec.Guidance {
+		guidance = "classifier-free guidance (batch 2) before the gate"
+	}
+	ew.printf("model   %s (%s)\n", pm.Dir, pm.Class)
+	ew.printf("image   %d×%d, %d steps = %d transformer evaluations, %s\n", base.Width, base.Height, spec.Steps, base.Evals, guidance)
+	if gated != nil {
+		g := spec.Gate
+		ew.printf("T-GATE  %s: gate step %d, sp_interval %d, fi_interval %d, warm-up %d\n", g.Mode, g.GateStep, g.SPInterval, g.FIInterval, g.WarmUp)
+	}
+	ew.printf("transformer %s parameters; text encoder and decoder not counted\n\n", fmtParams(base.TransformerParams))
+	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "phase\trun\tevals\trows\tlinear+conv\tattention\t\n")
+	rows := []struct {
+		name string
+		rep  *macs.PixArtReport
+	}{{"off", base}, {spec.Gate.Mode.String(), gated}}
+	for _, ph := range []string{macs.PhaseSemantics, macs.PhaseFidelity} {
+		for _, r := range rows {
+			if r.rep == nil {
+				continue
+			}
+			p := &r.rep.Semantics
+			if ph == macs.PhaseFidelity {
+				p = &r.rep.Fidelity
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t\n", ph, r.name, p.Evals, p.Rows, fmtMACs(p.CalflopsMACs()), fmtMACs(p.MACs[meter.OpAttention]))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	ew.printf("\ncalflops convention (the T-GATE paper's figure): %s without T-GATE", fmtMACs(base.CalflopsMACs()))
+	if gated != nil {
+		ew.printf(", %s with %s (%.1f%% fewer)", fmtMACs(gated.CalflopsMACs()), spec.Gate.Mode,
+			100*(1-float64(gated.CalflopsMACs())/float64(base.CalflopsMACs())))
+	}
+	ew.printf("\n")
+	return ew.err
+}
+
+// writeDeepCacheRows prints the DeepCache comparison (macs.DeepCacheRows):
+// refresh and partial evaluations, rows, MACs and the saving against the
+// plain run.
+func writeDeepCacheRows(w io.Writer, rows []macs.DeepCacheRow) error {
+	ew := &errWriter{w: w}
+	ew.printf("\nDeepCache (UNet MACs; a refresh runs the whole UNet, a partial evaluation the branch alone)\n")
+	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-36s\trefresh\tpartial\trows\tlinear+conv\tall\tsaved\t\n", "run")
+	for _, r := range rows {
+		rp := r.Report
+		sem, fid := rp.Phase(macs.PhaseSemantics), rp.Phase(macs.PhaseFidelity)
+		fmt.Fprintf(tw, "%-36s\t%d\t%d\t%d\t%s\t%s\t%.1f%%\t\n", r.Name, rp.Evals-rp.DeepCachePartials, rp.DeepCachePartials,
+			sem.Rows+fid.Rows, fmtMACs(rp.CalflopsMACs()), fmtMACs(rp.DenoiserMACs()),
+			100*(1-float64(rp.CalflopsMACs())/float64(rows[0].Report.CalflopsMACs())))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return ew.err
+}

@@ -19,18 +19,21 @@ import (
 // TGate is the tgate option: mode "off", "v1" or "v2"; unset numbers take
 // the paper's defaults (gate.SDDefaults, gate.LCMDefaults for LCM).
 type TGate struct {
-	Mode       string `json:"mode"`
-	GateStep   *int   `json:"gateStep"`
-	SPInterval *int   `json:"spInterval"`
-	FIInterval *int   `json:"fiInterval"`
-	WarmUp     *int   `json:"warmUp"`
+	Mode     string    `json:"mode"`
+	GateStep *GateStep `json:"gateStep"`
+	// AutoThreshold is the auto gate's convergence threshold (gateStep
+	// "auto"); unset takes the gate's default.
+	AutoThreshold *float64 `json:"autoThreshold"`
+	SPInterval    *int     `json:"spInterval"`
+	FIInterval    *int     `json:"fiInterval"`
+	WarmUp        *int     `json:"warmUp"`
 }
 
 // Generate is the options object of engine.generate (without latents,
 // which travel as a Float32Array, and onProgress).
 type Generate struct {
 	Prompt          string   `json:"prompt"`
-	NegativePrompt  string   `json:"negativePrompt"`
+	NegativePrompt  *string  `json:"negativePrompt"`
 	Steps           *int     `json:"steps"`
 	Guidance        *float64 `json:"guidance"`
 	GuidanceRescale float64  `json:"guidanceRescale"`
@@ -43,6 +46,43 @@ type Generate struct {
 	Decoder         string   `json:"decoder"`
 	ReturnLatents   bool     `json:"returnLatents"`
 	PreviewEvery    int      `json:"previewEvery"`
+
+	// Editing (img2img, inpainting; the images travel beside the JSON).
+	Strength *float64 `json:"strength"`
+	LoRAs    []LoRA   `json:"loras"`
+
+	// SD-XL.
+	Prompt2                    string `json:"prompt2"`
+	NegativePrompt2            string `json:"negativePrompt2"`
+	OriginalSize               []int  `json:"originalSize"`
+	CropsCoordsTopLeft         []int  `json:"cropsCoordsTopLeft"`
+	TargetSize                 []int  `json:"targetSize"`
+	NegativeOriginalSize       []int  `json:"negativeOriginalSize"`
+	NegativeCropsCoordsTopLeft []int  `json:"negativeCropsCoordsTopLeft"`
+	NegativeTargetSize         []int  `json:"negativeTargetSize"`
+
+	// DeepCache and Adaptive Guidance.
+	DeepCache        *DeepCache `json:"deepcache"`
+	AdaptiveGuidance float64    `json:"adaptiveGuidance"`
+
+	// PixArt.
+	MaxSequenceLength int   `json:"maxSequenceLength"`
+	ResolutionBinning *bool `json:"resolutionBinning"`
+	CleanCaption      bool  `json:"cleanCaption"`
+}
+
+// LoRA is one entry of the loras option: a LoRA file and its scale
+// (default 1).
+type LoRA struct {
+	URL   string   `json:"url"`
+	Scale *float64 `json:"scale"`
+}
+
+// DeepCache is the deepcache option: a full UNet every Interval steps,
+// the skip branch Branch recomputed in between.
+type DeepCache struct {
+	Interval int `json:"interval"`
+	Branch   int `json:"branch"`
 }
 
 // ParseGenerate reads the options JSON, rejecting unknown fields so a
@@ -76,16 +116,28 @@ func Resolve(g *Generate, kind pipeline.Kind, hasVAE, hasTAESD bool) (*Resolved,
 	r := &Resolved{}
 	req := pipeline.Request{
 		Prompt:          g.Prompt,
-		NegativePrompt:  g.NegativePrompt,
 		GuidanceRescale: g.GuidanceRescale,
 		Width:           g.Width,
 		Height:          g.Height,
 		TimestepSpacing: g.TimestepSpacing,
 	}
+	if g.NegativePrompt != nil {
+		// An explicit "" is encoded (diffusers' negative_prompt=""); an
+		// absent one is None, which SD-XL may turn into zeros.
+		req.NegativePrompt = *g.NegativePrompt
+		req.EncodeEmptyNegativePrompt = *g.NegativePrompt == ""
+	}
+	if err := resolveModelOptions(g, &req); err != nil {
+		return nil, err
+	}
 	lcm := kind == pipeline.LatentConsistency
+	pixart := kind == pipeline.PixArtAlpha || kind == pipeline.PixArtSigma
 	r.Steps, r.Guidance = 50, 7.5
-	if lcm {
+	switch {
+	case lcm:
 		r.Steps, r.Guidance = 4, 8.5
+	case pixart:
+		r.Steps, r.Guidance = 20, 4.5
 	}
 	if g.Steps != nil {
 		if *g.Steps < 1 || *g.Steps > 1000 {
@@ -141,16 +193,22 @@ func Resolve(g *Generate, kind pipeline.Kind, hasVAE, hasTAESD bool) (*Resolved,
 	default:
 		return nil, fmt.Errorf("decoder %q: valid values are vae, taesd, none", g.Decoder)
 	}
+	if g.Strength != nil {
+		if !(*g.Strength > 0 && *g.Strength <= 1) {
+			return nil, fmt.Errorf("strength %g: must be in (0, 1]", *g.Strength)
+		}
+		req.Strength = *g.Strength
+	}
 	if g.PreviewEvery < 0 {
 		return nil, fmt.Errorf("previewEvery %d: must not be negative", g.PreviewEvery)
 	}
-	gc, warn, err := resolveGate(g.TGate, lcm)
+	gc, warn, err := resolveGate(g.TGate, lcm, pixart)
 	if err != nil {
 		return nil, err
 	}
 	req.Gate = gc
 	r.Warnings = append(r.Warnings, warn...)
-	if gc.Mode != gate.Off && gc.GateStep >= r.Steps {
+	if gc.Mode != gate.Off && !gc.Auto.Enabled() && gc.GateStep >= r.Steps {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("T-GATE gate step %d is not before the last of %d steps: cross-attention is never cached, so T-GATE changes nothing", gc.GateStep, r.Steps))
 	}
 	r.Request = req
@@ -161,10 +219,13 @@ func Resolve(g *Generate, kind pipeline.Kind, hasVAE, hasTAESD bool) (*Resolved,
 // reported as doing nothing, except gateStep, which with T-GATE off still
 // says where the result's peakAfterGateBytes starts counting (so a run
 // without T-GATE measures the steps a gated run would have gated).
-func resolveGate(t *TGate, lcm bool) (gate.Config, []string, error) {
+func resolveGate(t *TGate, lcm, pixart bool) (gate.Config, []string, error) {
 	gc := gate.SDDefaults()
-	if lcm {
+	switch {
+	case lcm:
 		gc = gate.LCMDefaults()
+	case pixart:
+		gc = pipeline.PixArtGateDefaults()
 	}
 	gc.Mode = gate.Off
 	if t == nil {
@@ -184,19 +245,58 @@ func resolveGate(t *TGate, lcm bool) (gate.Config, []string, error) {
 		name string
 		v    *int
 		dst  *int
-	}{{"gateStep", t.GateStep, &gc.GateStep}, {"spInterval", t.SPInterval, &gc.SPInterval},
+	}{{"spInterval", t.SPInterval, &gc.SPInterval},
 		{"fiInterval", t.FIInterval, &gc.FIInterval}, {"warmUp", t.WarmUp, &gc.WarmUp}} {
 		if o.v == nil {
 			continue
 		}
-		if m == gate.Off && o.name != "gateStep" {
+		if m == gate.Off {
 			warn = append(warn, fmt.Sprintf("tgate.%s is ignored: T-GATE is off (mode v1 or v2 turns it on)", o.name))
 			continue
 		}
 		*o.dst = *o.v
 	}
+	if t.GateStep != nil && !t.GateStep.Auto {
+		gc.GateStep = t.GateStep.N
+	}
+	switch {
+	case t.GateStep != nil && t.GateStep.Auto:
+		gc.Auto = gate.Auto{Threshold: gate.DefaultAutoThreshold}
+		if t.AutoThreshold != nil {
+			gc.Auto.Threshold = *t.AutoThreshold
+		}
+		if m == gate.Off {
+			warn = append(warn, "tgate.gateStep \"auto\" is ignored: T-GATE is off (mode v1 or v2 turns it on)")
+		}
+	case t.AutoThreshold != nil:
+		return gc, nil, fmt.Errorf("tgate.autoThreshold is used only with tgate.gateStep \"auto\"")
+	}
 	if err := gc.Validate(); err != nil {
 		return gc, nil, err
 	}
 	return gc, warn, nil
+}
+
+// GateStep is tgate.gateStep: a step count, or "auto".
+type GateStep struct {
+	N    int
+	Auto bool
+}
+
+// UnmarshalJSON reads a whole number or the string "auto".
+func (g *GateStep) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err == nil {
+		if s != "auto" {
+			return fmt.Errorf("tgate.gateStep %q: want a step count or \"auto\"", s)
+		}
+		g.Auto = true
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(data, &f); err != nil || f != math.Trunc(f) {
+		return fmt.Errorf("tgate.gateStep %s: want a step count or \"auto\"", data)
+	}
+	g.N = int(f)
+	return nil
 }
