@@ -119,6 +119,16 @@ func (r *run) denoise(emb *embeddings) (backend.Tensor, error) {
 		rows := in.Shape()[0]
 		scaled := stepper.ScaleModelInput(in, i)
 		m.Free(in)
+		if extra := r.model.UNet.InChannels - rep.Latent[1]; extra > 0 {
+			// An inpainting UNet also takes the mask and the masked
+			// image's latents.
+			sh := scaled.Shape()
+			cond := m.Upload(tensor.New(rows, extra, sh[2], sh[3]))
+			full := m.Concat(1, scaled, cond)
+			m.Free(scaled)
+			m.Free(cond)
+			scaled = full
+		}
 		o := opts
 		o.TextEmbeds = te
 		o.DeepCache = dc.next(i, rows, g.GateStep(), rep)

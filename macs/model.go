@@ -66,6 +66,10 @@ func LoadFolder(f hub.Folder) (*Model, error) {
 	m := &Model{Dir: dir, Class: mi.ClassName}
 	encoders := []string{"text_encoder"}
 	switch mi.ClassName {
+	case "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline":
+		// The same components as text-to-image (an inpainting UNet takes
+		// 9 input channels).
+		m.Class = ClassSD
 	case ClassSD, ClassLCM:
 	case ClassSDXL:
 		encoders = append(encoders, "text_encoder_2")
@@ -154,8 +158,8 @@ func (m *Model) check() error {
 			return fmt.Errorf("the text embeddings are %d wide but the UNet's cross_attention_dim is %d", width, d)
 		}
 	}
-	if m.UNet.InChannels != m.VAE.LatentChannels {
-		return fmt.Errorf("the UNet takes %d channels but the VAE's latents have %d", m.UNet.InChannels, m.VAE.LatentChannels)
+	if c, l := m.UNet.InChannels, m.VAE.LatentChannels; c != l && c != 2*l+1 {
+		return fmt.Errorf("the UNet takes %d channels but the VAE's latents have %d (an inpainting UNet takes %d)", c, l, 2*l+1)
 	}
 	if m.Class == ClassSDXL {
 		last := m.TextEncoders[len(m.TextEncoders)-1]

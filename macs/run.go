@@ -211,7 +211,7 @@ func Count(model *Model, spec Spec) (*Report, error) {
 	r := &run{model: model, spec: spec, m: meter.New()}
 	r.m.ActDType = spec.ActDType
 	r.rep = &Report{Spec: spec, Width: w, Height: h, Scheduler: name,
-		Latent: tensor.Shape{1, model.UNet.InChannels, h / f, w / f}, Release: Release{Eval: -1}}
+		Latent: tensor.Shape{1, model.VAE.LatentChannels, h / f, w / f}, Release: Release{Eval: -1}}
 	r.rep.CFG = spec.Guidance && !model.guidanceEmbedding()
 	if err := r.generate(); err != nil {
 		return nil, err

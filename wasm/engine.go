@@ -161,13 +161,19 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 	}
 	src := m.src
 	// Estimate from the configs before any weight is fetched.
-	arch, err := macs.LoadFolder(m.configs)
-	if err != nil {
+	var est estimate
+	if mi, err := hub.ReadModelIndexIn(m.configs); err != nil {
 		return nil, coded(codeOrBadModel(err), err)
-	}
-	est, err := e.estimate(arch, m.f16, o)
-	if err != nil {
-		return nil, err
+	} else if k, _ := pipeline.KindOf(mi.ClassName); k != pipeline.PixArtAlpha && k != pipeline.PixArtSigma {
+		// The counting backend covers the UNet pipelines; PixArt loads
+		// without an estimate.
+		arch, err := macs.LoadFolder(m.configs)
+		if err != nil {
+			return nil, coded(codeOrBadModel(err), err)
+		}
+		if est, err = e.estimate(arch, m.f16, o); err != nil {
+			return nil, err
+		}
 	}
 	emit(map[string]any{"type": "phase", "phase": "resolve", "ms": ms(time.Since(start))})
 

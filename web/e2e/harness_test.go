@@ -82,7 +82,8 @@ func prepare(tmp string) error {
 	golden := filepath.Join(root, "..", "shared", "golden")
 	if _, err := os.Stat(golden); err == nil {
 		os.MkdirAll(filepath.Join(env.models, "golden"), 0o755)
-		for _, name := range []string{"sd15_tiny_pipeline", "lcm_tiny_pipeline"} {
+		for _, name := range []string{"sd15_tiny_pipeline", "lcm_tiny_pipeline", "sd15_inpaint_tiny_pipeline", "sdxl_tiny_pipeline",
+			"pixart_tiny_pipeline", "lora_tiny", "single_file"} {
 			if err := os.Symlink(filepath.Join(golden, name), filepath.Join(env.models, "golden", name)); err != nil {
 				return err
 			}
