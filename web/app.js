@@ -1,4 +1,5 @@
-// The generation page: model choice, settings, progress, results, comparison, gallery, cache.
+// The generation page: model choice, settings, the init image and mask, LoRAs, progress, results,
+// comparison, gallery, cache.
 //
 // Everything the engine does goes through tgate.js. It is imported when the page starts rather
 // than statically, so that a browser or server without it still gets a page that says what is
@@ -7,10 +8,15 @@
 import * as params from "./params.js";
 import * as fmt from "./ui/format.js";
 import { describeError } from "./ui/messages.js";
-import { PRESETS, LOCAL_REPO, localPreset, fetchLocalModels, parseCustomModel } from "./ui/presets.js";
-import { readForm, readGateFields, flagField, fillSampling, fillFromParameters, syncGateFields } from "./ui/form.js";
-import { showResult, addToGallery, showCompare, showModelInfo, settingsOf } from "./ui/results.js";
+import { PRESETS, LOCAL_REPO, DEFAULT_CHECKPOINT_CONFIG, localPreset, fetchLocalModels, parseCustomModel } from "./ui/presets.js";
+import { readForm, readGateFields, readDeepCache, flagField, fillSampling, fillFromParameters, syncGateFields, showFieldsFor } from "./ui/form.js";
+import { showResult, addToGallery, showCompareRuns, showModelInfo, settingsOf } from "./ui/results.js";
 import { renderCache, setCacheBusy } from "./ui/cache.js";
+import { setUpImagePanel, setInitImage, readImageOptions, initImageInfo, setStrength, setImageNote } from "./ui/image.js";
+import { setUpLoras, readLoras, fillLoras } from "./ui/lora.js";
+import { compareRuns, COMPARE_HEADINGS } from "./ui/compare.js";
+import { downloadProgress, stepProgress } from "./ui/progress.js";
+import { fileURL } from "./options.js";
 
 const $ = (id) => document.getElementById(id);
 const url = new URL(location.href);
@@ -23,7 +29,8 @@ let apiPromise = null;
 let engine = null;
 let enginePromise = null;
 let model = null; // ModelInfo of the loaded model
-let loaded = null; // { source, hub, vae, taesd } that model was loaded with
+let loaded = null; // { source, hub, taesdSource, config } that model was loaded with
+let checkpointFile = null; // { file, url }: the single-file checkpoint picked from disk
 let lastResult = null;
 let lastCompare = null;
 let busy = false;
@@ -42,6 +49,14 @@ window.tgateApp = {
   },
   get lastCompare() {
     return lastCompare;
+  },
+  /** The init image the Image panel holds: { name, width, height, masked } or null. */
+  get initImage() {
+    return initImageInfo();
+  },
+  /** The generate options the form, the Image panel and the LoRA list describe now. */
+  buildOptions() {
+    return buildOptions();
   },
 };
 
@@ -70,6 +85,8 @@ function setBusy(b) {
   $("cancel").disabled = !b;
   $("model").disabled = b;
   $("model-custom").disabled = b;
+  $("compare-method").disabled = b;
+  for (const id of ["checkpoint-file", "checkpoint-url", "checkpoint-config"]) $(id).disabled = b;
   setCacheBusy(b);
 }
 
@@ -137,10 +154,34 @@ function currentPreset() {
   return presets.find((p) => p.id === $("model").value) || null;
 }
 
-/** What #model asks to load: { req: { source, hub, label, vae, taesdSource } } or { error }. */
+/** The single-file checkpoint the fields name: { source, label, config } or { error }. */
+function checkpointRequest() {
+  const config = $("checkpoint-config").value.trim() || DEFAULT_CHECKPOINT_CONFIG;
+  const typed = $("checkpoint-url").value.trim();
+  if (typed) {
+    try {
+      const u = new URL(typed, location.href);
+      if ((u.protocol === "https:" || u.protocol === "http:") && /\.safetensors$/i.test(u.pathname)) {
+        return { source: u.href, label: u.pathname.split("/").pop(), config };
+      }
+    } catch {
+      // falls through to the message below
+    }
+    return { error: `"${typed}" is not the URL of a .safetensors checkpoint.`, field: "checkpoint-url" };
+  }
+  if (checkpointFile) return { source: checkpointFile.url, label: checkpointFile.file.name, config };
+  return { error: "Pick a .safetensors checkpoint file, or type its URL.", field: "checkpoint-file" };
+}
+
+/** What #model asks to load: { req: { source, hub, label, vae, taesdSource, config } } or { error, field }. */
 function describeRequest() {
   const p = currentPreset();
   const decoder = $("decoder").value;
+  if ($("model").value === "checkpoint") {
+    const c = checkpointRequest();
+    if (c.error) return c;
+    return { req: { source: c.source, hub: HUB, label: c.label, vae: decoder === "vae", taesdSource: undefined, config: c.config } };
+  }
   if (p) {
     const wantTaesd = !!p.taesd && ($("taesd").checked || decoder === "taesd");
     return {
@@ -154,24 +195,52 @@ function describeRequest() {
     };
   }
   const c = parseCustomModel($("model-custom").value);
-  if (c.error) return { error: c.error };
+  if (c.error) return { error: c.error, field: "model-custom" };
   return { req: { source: c.source, hub: HUB, label: c.source, vae: decoder === "vae", taesdSource: undefined } };
 }
 
 function needsLoad(req) {
   if (!model || !loaded) return true;
-  if (loaded.source !== req.source || loaded.hub !== req.hub) return true;
+  if (loaded.source !== req.source || loaded.hub !== req.hub || loaded.config !== req.config) return true;
   if (req.vae && !model.vae) return true;
   if (req.taesdSource && !model.taesd && !loaded.taesdSource) return true;
   return false;
 }
 
+/**
+ * The family of the model the next run uses ("sd", "lcm", "sdxl", "inpaint", "pixart"): the loaded
+ * model's kind when it is the one chosen, else the chosen preset's, else the loaded model's.
+ */
+function modelKind() {
+  const { req } = describeRequest();
+  if (model && model.kind && req && !needsLoad(req)) return model.kind;
+  const p = currentPreset();
+  if (p && p.kind) return p.kind;
+  return (model && model.kind) || "sd";
+}
+
+/** Shows the fields that apply to the model the next run uses, and says what does nothing. */
+function applyKind() {
+  const kind = modelKind();
+  showFieldsFor(kind);
+  document.body.dataset.kind = kind;
+  $("lora-note").hidden = kind !== "pixart";
+  if (kind === "pixart") setImageNote("PixArt makes images from text alone here: the init image and the mask are not used.");
+  else if (kind === "inpaint") setImageNote("This is an inpainting model: give it an image and paint a mask.");
+  else setImageNote("");
+}
+
 function onModelSelected({ fill = true } = {}) {
   const p = currentPreset();
-  $("model-custom-field").hidden = !!p;
+  const checkpoint = $("model").value === "checkpoint";
+  $("model-custom-field").hidden = !!p || checkpoint;
+  $("checkpoint-fields").hidden = !checkpoint;
   $("taesd-field").hidden = !(p && p.taesd);
+  $("model-note").textContent = (p && p.note) || "";
+  $("model-note").hidden = !(p && p.note);
   if (p && fill) fillSampling(p.settings);
   updateLoadedLine();
+  applyKind();
 }
 
 function updateLoadedLine() {
@@ -194,34 +263,7 @@ function applyModelInfo(info) {
   if (info.defaultWidth) $("width").placeholder = `${info.defaultWidth} (model)`;
   if (info.defaultHeight) $("height").placeholder = `${info.defaultHeight} (model)`;
   $("scheduler").options[0].textContent = info.scheduler ? `Model's default (${info.scheduler})` : "Model's default";
-}
-
-function downloadProgress() {
-  const files = new Map();
-  const bar = $("progress-download");
-  const line = $("download-text");
-  $("download").hidden = false;
-  bar.value = 0;
-  bar.max = 1;
-  line.textContent = "Reading the model's configuration…";
-  return (ev) => {
-    if (ev.type === "download") {
-      files.set(ev.file, ev);
-      if (ev.total) {
-        bar.max = ev.total;
-        bar.value = Math.min(ev.bytes || 0, ev.total);
-      } else {
-        bar.removeAttribute("value"); // indeterminate
-      }
-      const done = [...files.values()].filter((f) => f.done).length;
-      const where = ev.fromCache ? " (from cache)" : "";
-      const amount = ev.total ? `${fmt.bytes(ev.bytes)} of ${fmt.bytes(ev.total)}` : fmt.bytes(ev.bytes);
-      line.textContent = `${ev.file}: ${amount}${where} · ${done} of ${files.size} files done`;
-    } else if (ev.type === "phase" && ev.start) {
-      const words = { resolve: "Reading the model's configuration…", weights: "Moving the weights to the GPU…" };
-      if (words[ev.phase]) say(words[ev.phase]);
-    }
-  };
+  applyKind();
 }
 
 /** Loads the model the form names (a no-op when it is the loaded one and force is false). */
@@ -231,7 +273,7 @@ async function loadModel(req, { force = false } = {}) {
   setState("loading");
   say(`Loading ${req.label}…`);
   $("model-info").hidden = true;
-  const onProgress = downloadProgress();
+  const onProgress = downloadProgress(say);
   let form = {};
   try {
     form = readForm();
@@ -241,13 +283,19 @@ async function loadModel(req, { force = false } = {}) {
   const opts = { onProgress, decoder: req.vae ? "vae" : $("decoder").value };
   if (req.hub) opts.hub = req.hub;
   if (req.taesdSource) opts.taesd = req.taesdSource;
+  if (req.config) opts.config = req.config;
   for (const k of ["width", "height", "steps", "tgate"]) if (form[k] !== undefined) opts[k] = form[k];
+  if (opts.tgate && opts.tgate.gateStep === "auto") {
+    // the estimate needs a step: an auto gate is estimated at the default one
+    const { gateStep: _auto, autoThreshold: _threshold, ...fixed } = opts.tgate;
+    opts.tgate = fixed;
+  }
   model = null;
   loaded = null;
   try {
     const info = await engine.load(req.source, opts);
     model = info;
-    loaded = { source: req.source, hub: req.hub, taesdSource: req.taesdSource };
+    loaded = { source: req.source, hub: req.hub, taesdSource: req.taesdSource, config: req.config };
     showModelInfo(info);
     applyModelInfo(info);
     const files = info.files || [];
@@ -264,42 +312,6 @@ async function loadModel(req, { force = false } = {}) {
 
 // ---- generating ----------------------------------------------------------------------------
 
-/** A step's plan { cfg, cross, self } in words: "cfg on / cross cache / self compute". */
-function planText(p) {
-  return `cfg ${p.cfg ? "on" : "off"} / cross ${p.cross} / self ${p.self}`;
-}
-
-function stepProgress(label) {
-  const bar = $("progress-steps");
-  const line = $("step-text");
-  const preview = $("preview");
-  bar.max = 1;
-  bar.value = 0;
-  line.textContent = `${label}: starting…`;
-  const phaseWords = { tokenize: "reading the prompt", "text-encoder": "encoding the prompt", denoise: "denoising", decode: "decoding the image" };
-  return (ev) => {
-    if (ev.type === "phase" && ev.start && phaseWords[ev.phase]) {
-      line.textContent = `${label}: ${phaseWords[ev.phase]}…`;
-    } else if (ev.type === "step") {
-      bar.max = ev.total || 1;
-      bar.value = ev.step;
-      const mem = ev.memory || {};
-      const parts = [`${label}: step ${ev.step}/${ev.total}`];
-      if (ev.timestep != null) parts.push(`timestep ${Math.round(ev.timestep * 100) / 100}`);
-      if (ev.plan) parts.push(`plan: ${planText(ev.plan)}`);
-      if (mem.liveBytes != null) parts.push(`GPU ${fmt.bytes(mem.liveBytes)} live, ${fmt.bytes(mem.peakBytes)} peak`);
-      line.textContent = parts.join(" · ");
-      if (ev.preview) {
-        const old = preview.dataset.url;
-        preview.dataset.url = URL.createObjectURL(ev.preview);
-        preview.src = preview.dataset.url;
-        preview.hidden = false;
-        if (old) URL.revokeObjectURL(old);
-      }
-    }
-  };
-}
-
 function throwIfCancelled() {
   if (cancelRequested) throw Object.assign(new Error("cancelled"), { code: "cancelled" });
 }
@@ -311,7 +323,7 @@ async function generateOnce(opts, label) {
   const r = await engine.generate({ ...opts, onProgress: stepProgress(label) });
   lastResult = r;
   showResult(r, opts);
-  addToGallery(r, opts, model && model.source, reuseSettings);
+  addToGallery(r, opts, model && model.source, reuseSettings, useAsInitImage);
   $("step-text").textContent = `${label}: done in ${fmt.ms(r.timings && r.timings.totalMs)}.`;
   return r;
 }
@@ -337,9 +349,23 @@ async function withRun(action) {
   }
 }
 
+/**
+ * The generate options of the whole page: the form (for the model's kind), and for UNet models
+ * the init image, its strength and mask, and the LoRAs (PixArt takes none of them here).
+ */
+function buildOptions() {
+  const kind = modelKind();
+  const o = readForm({ kind });
+  if (kind === "pixart") return o;
+  Object.assign(o, readImageOptions());
+  const loras = readLoras();
+  if (loras) o.loras = loras;
+  return o;
+}
+
 function formOrFlag() {
   try {
-    return readForm();
+    return buildOptions();
   } catch (err) {
     if (flagField(err)) {
       say(err.message, { error: true });
@@ -352,15 +378,16 @@ function formOrFlag() {
 
 function requestOrFlag() {
   const { req, error } = describeRequest();
-  const custom = $("model-custom");
   if (req) {
-    custom.removeAttribute("aria-invalid");
+    for (const id of ["model-custom", "checkpoint-file", "checkpoint-url"]) $(id).removeAttribute("aria-invalid");
     return req;
   }
+  const { field } = describeRequest();
+  const el = $(field || "model-custom");
   say(error, { error: true });
   setState("error");
-  custom.setAttribute("aria-invalid", "true");
-  custom.focus();
+  el.setAttribute("aria-invalid", "true");
+  el.focus();
   return null;
 }
 
@@ -388,20 +415,19 @@ function compare() {
   const opts = formOrFlag();
   const req = opts && requestOrFlag();
   if (!req) return;
+  const choice = $("compare-method").value;
   return withRun(async () => {
     setState(runState(req));
     await loadModel(req);
-    // T-GATE as the form sets it; when the form has it off, v2 with the fields given (or the defaults).
-    const on = opts.tgate.mode === "off" ? { ...readGateFields(), mode: "v2" } : opts.tgate;
-    // T-GATE off with the on run's gate step: the engine then measures the off run's
-    // peakAfterGateBytes after the same step (an unset gate step is the same default in both).
-    const offOpts = { ...opts, tgate: on.gateStep != null ? { mode: "off", gateStep: on.gateStep } : { mode: "off" } };
-    const onOpts = { ...opts, tgate: on };
+    const runs = compareRuns(opts, choice, { gateFields: readGateFields(), deepcache: readDeepCache(), kind: modelKind() });
     $("compare-view").hidden = true;
-    const rOff = await generateOnce(offOpts, "1 of 2, T-GATE off");
-    const rOn = await generateOnce(onOpts, `2 of 2, T-GATE ${fmt.tgate(on)}`);
-    const { speedup, text } = showCompare(rOff, offOpts, rOn, onOpts);
-    lastCompare = { off: rOff, on: rOn, speedup, text };
+    const done = [];
+    for (const [i, run] of runs.entries()) {
+      const r = await generateOnce(run.opts, `${i + 1} of ${runs.length}, ${run.label}`);
+      done.push({ r, asked: run.opts, label: run.label, method: run.method });
+    }
+    const { speedup, text } = showCompareRuns(done, { heading: COMPARE_HEADINGS[choice] || COMPARE_HEADINGS.tgate });
+    lastCompare = { runs: done.map((d) => d.r), off: done[0].r, on: done[done.length - 1].r, speedup, text };
     say(text);
     $("compare-view").scrollIntoView({ block: "nearest" });
   });
@@ -455,6 +481,8 @@ function selectModelByName(name) {
 
 function applyParameters(p, from) {
   fillFromParameters(p);
+  if (p.strength !== undefined) setStrength(p.strength);
+  fillLoras(p.loras || []);
   const picked = busy ? false : selectModelByName(p.model);
   const modelNote = p.model ? (picked ? ` Model: ${p.model}.` : ` The model "${p.model}" is not one this page knows; the model choice is unchanged.`) : "";
   say(`Settings read from ${from}.${modelNote}`);
@@ -490,6 +518,27 @@ async function reuseSettings(r) {
   $("prompt").focus();
 }
 
+/** Sends a gallery image back to the Image panel as the next init image. */
+async function useAsInitImage(r) {
+  try {
+    await setInitImage(r.png, `the gallery image (seed ${settingsOf(r).seed ?? 0})`);
+    say("The gallery image is the init image now: set the strength (and a mask) and generate.");
+    $("image-panel").scrollIntoView({ block: "nearest" });
+  } catch (err) {
+    say(err.message, { error: true });
+  }
+}
+
+/** Keeps the width and height fields on the init image's size (rounded down to multiples of 8). */
+function onInitImage(info) {
+  if (info) {
+    $("width").value = String(info.size.width);
+    $("height").value = String(info.size.height);
+    const note = info.size.width !== info.width || info.size.height !== info.height ? ` (generated at ${info.size.width}×${info.size.height})` : "";
+    say(`Init image set: ${info.width}×${info.height}${note}.`);
+  }
+}
+
 function setUpDrop() {
   let depth = 0;
   const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files");
@@ -513,6 +562,7 @@ function setUpDrop() {
     e.preventDefault();
     depth = 0;
     document.body.classList.remove("dragging");
+    if (e.target instanceof Element && e.target.closest("#init-drop")) return; // the Image panel took it
     const file = e.dataTransfer.files[0];
     if (file) readPng(file);
   });
@@ -556,6 +606,7 @@ function fillModelSelect(localRepos) {
   sel.replaceChildren(
     ...presets.map((p) => new Option(p.label, p.id)),
     new Option("Other…", "custom"),
+    new Option("Single-file checkpoint…", "checkpoint"),
   );
   const wanted = url.searchParams.get("model");
   const tiny = presets.find((p) => p.local && p.source === LOCAL_REPO);
@@ -569,6 +620,18 @@ function wireUp() {
   $("decoder").addEventListener("change", updateLoadedLine);
   $("taesd").addEventListener("change", updateLoadedLine);
   $("tgate-mode").addEventListener("change", syncGateFields);
+  $("gate-auto").addEventListener("change", syncGateFields);
+  $("model-custom").addEventListener("input", applyKind);
+  $("checkpoint-file").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (checkpointFile) URL.revokeObjectURL(checkpointFile.url.replace(/#.*$/, ""));
+    checkpointFile = file ? { file, url: fileURL(file) } : null;
+    if (file) $("checkpoint-url").value = "";
+    updateLoadedLine();
+  });
+  for (const id of ["checkpoint-url", "checkpoint-config"]) $(id).addEventListener("input", updateLoadedLine);
+  setUpImagePanel({ onChange: onInitImage, onError: (m) => say(m, { error: true }) });
+  setUpLoras({ onError: (m) => say(m, { error: true }) });
   $("load").addEventListener("click", load);
   $("generate").addEventListener("click", generate);
   $("compare").addEventListener("click", compare);

@@ -62,8 +62,14 @@ async function handle(id, method, args) {
     }
     case "generate": {
       const go = await engine;
+      // args[1] holds initImage and mask, each { width, height, data } RGBA or null
+      // (tgate.js decoded them); they go to the engine beside the JSON options.
       const { latents, ...opts } = args[0] || {};
-      const r = await go.generate(JSON.stringify(opts), latents || null, progress);
+      const images = args[1] || {};
+      const r = await go.generate(JSON.stringify(opts), latents || null, progress, {
+        initImage: images.initImage || null,
+        mask: images.mask || null,
+      });
       return {
         ...r.meta,
         png: r.png ? new Blob([r.png], { type: "image/png" }) : null,

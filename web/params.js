@@ -4,6 +4,14 @@
 //   Negative prompt: blurry
 //   Steps: 25, Sampler: DDIM, CFG scale: 7.5, Seed: 1, Size: 512x512, Model: owner/name
 //
+// Besides A1111's own keys (Denoising strength among them) it reads the engine's: T-GATE, Gate
+// step ("auto" too), Auto gate threshold, SP interval, FI interval, Warm up, Guidance rescale,
+// Timestep spacing, Decoder, LoRA ("name:scale, name:scale"), Prompt 2, Negative prompt 2, the
+// SD-XL micro-conditioning pairs in diffusers' order ("Original size: "1024,768"" is (height,
+// width), "Crops coords top left: "0,0"" is (top, left)), DeepCache interval, DeepCache branch,
+// Adaptive guidance, Max sequence length, Resolution binning, Clean caption. docs/page.md lists
+// them all.
+//
 // readParameters(blob) finds the `parameters` text chunk (tEXt, or uncompressed iTXt) and
 // returns the engine's generate options, or null when the PNG carries none.
 
@@ -115,6 +123,41 @@ function num(v) {
   return v !== "" && Number.isFinite(n) ? n : undefined;
 }
 
+function bool(v) {
+  const t = String(v).toLowerCase();
+  return t === "true" ? true : t === "false" ? false : undefined;
+}
+
+/** "1024,768", "(1024, 768)" or "1024x768" → [1024, 768] in the order written; else undefined. */
+function pair(v) {
+  const m = /^\(?\s*(\d+)\s*[,x]\s*(\d+)\s*\)?$/.exec(String(v).trim());
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+}
+
+/** "detail:0.8, style:1" → [{ name: "detail", scale: 0.8 }, ...]; a name may hold colons (a URL). */
+export function parseLoras(v) {
+  const out = [];
+  for (const part of String(v).split(/,\s*/)) {
+    const item = part.trim();
+    if (!item) continue;
+    const colon = item.lastIndexOf(":");
+    const scale = colon > 0 ? num(item.slice(colon + 1).trim()) : undefined;
+    if (scale === undefined) out.push({ name: item, scale: 1 });
+    else out.push({ name: item.slice(0, colon).trim(), scale });
+  }
+  return out;
+}
+
+// The engine's pair keys → generate option names.
+const PAIR_KEYS = new Map([
+  ["Original size", "originalSize"],
+  ["Crops coords top left", "cropsCoordsTopLeft"],
+  ["Target size", "targetSize"],
+  ["Negative original size", "negativeOriginalSize"],
+  ["Negative crops coords top left", "negativeCropsCoordsTopLeft"],
+  ["Negative target size", "negativeTargetSize"],
+]);
+
 /** Parses A1111's parameters text into generate options (unknown keys are ignored). */
 export function parseParameters(text) {
   const lines = String(text).replace(/\r\n?/g, "\n").trim().split("\n");
@@ -142,6 +185,7 @@ export function parseParameters(text) {
   const opts = { prompt: prompt.join("\n") };
   if (inNegative) opts.negativePrompt = negative.join("\n");
   const tgate = {};
+  const deepcache = {};
   const set = (obj, key, value) => {
     if (value !== undefined) obj[key] = value;
   };
@@ -181,7 +225,10 @@ export function parseParameters(text) {
         if (TGATE_MODES.has(value.toLowerCase())) tgate.mode = value.toLowerCase();
         break;
       case "Gate step":
-        set(tgate, "gateStep", int(value));
+        set(tgate, "gateStep", value.toLowerCase() === "auto" ? "auto" : int(value));
+        break;
+      case "Auto gate threshold":
+        set(tgate, "autoThreshold", num(value));
         break;
       case "SP interval":
         set(tgate, "spInterval", int(value));
@@ -195,10 +242,44 @@ export function parseParameters(text) {
       case "Decoder":
         if (DECODERS.has(value.toLowerCase())) opts.decoder = value.toLowerCase();
         break;
+      case "Denoising strength":
+        set(opts, "strength", num(value));
+        break;
+      case "LoRA": {
+        const loras = parseLoras(value);
+        if (loras.length) opts.loras = loras;
+        break;
+      }
+      case "Prompt 2":
+        opts.prompt2 = value;
+        break;
+      case "Negative prompt 2":
+        opts.negativePrompt2 = value;
+        break;
+      case "DeepCache interval":
+        set(deepcache, "interval", int(value));
+        break;
+      case "DeepCache branch":
+        set(deepcache, "branch", int(value));
+        break;
+      case "Adaptive guidance":
+        set(opts, "adaptiveGuidance", num(value));
+        break;
+      case "Max sequence length":
+        set(opts, "maxSequenceLength", int(value));
+        break;
+      case "Resolution binning":
+        set(opts, "resolutionBinning", bool(value));
+        break;
+      case "Clean caption":
+        set(opts, "cleanCaption", bool(value));
+        break;
       default:
+        if (PAIR_KEYS.has(key)) set(opts, PAIR_KEYS.get(key), pair(value));
         break; // A1111 writes many more (Model hash, Schedule type, ...): not ours
     }
   }
   if (Object.keys(tgate).length) opts.tgate = tgate;
+  if (deepcache.interval !== undefined) opts.deepcache = deepcache;
   return opts;
 }

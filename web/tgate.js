@@ -9,6 +9,8 @@
 
 export { readParameters } from "./params.js";
 import { list as storeList, remove as storeRemove } from "./store.js";
+import { shapeGenerate, checkMaskSize, checkLoad } from "./options.js";
+import { toRGBA } from "./imagedata.js";
 
 // listCachedModels lists the models stored in this browser ([{ model,
 // files, bytes }]); it needs no engine (and no WebGPU).
@@ -25,6 +27,29 @@ export class EngineError extends Error {
     super(message);
     this.name = "EngineError";
     this.code = code;
+  }
+}
+
+// asEngineError turns an options problem (options.js's BadRequest) into an EngineError.
+function asEngineError(e) {
+  if (e && e.code === "bad-request" && !(e instanceof EngineError)) return new EngineError("bad-request", e.message);
+  return e;
+}
+
+// prepareGenerate checks the generate options and decodes initImage and mask into
+// { width, height, data } RGBA (docs/js-api.md); it returns the JSON options, the images and the
+// buffers to transfer to the Worker.
+async function prepareGenerate(rest) {
+  try {
+    const { opts, initImage, mask } = shapeGenerate(rest);
+    const images = { initImage: null, mask: null };
+    if (initImage) images.initImage = await toRGBA(initImage, "initImage");
+    if (mask) images.mask = await toRGBA(mask, "mask");
+    if (images.initImage) checkMaskSize(images.initImage, images.mask);
+    const transfer = [images.initImage, images.mask].filter(Boolean).map((im) => im.data.buffer);
+    return { opts, images, transfer };
+  } catch (e) {
+    throw asEngineError(e);
   }
 }
 
@@ -145,6 +170,11 @@ export class Engine {
     return this._serial(async () => {
       await this._ready;
       const { onProgress, ...rest } = options;
+      try {
+        checkLoad(source, rest);
+      } catch (e) {
+        throw asEngineError(e);
+      }
       const info = await this._call("load", [source, rest], onProgress);
       this.model = info;
       this._lastLoad = [source, rest];
@@ -153,17 +183,19 @@ export class Engine {
     });
   }
 
-  // generate makes one image; see docs/js-api.md for the options.
+  // generate makes one image; see docs/js-api.md for the options. initImage and mask are
+  // decoded to RGBA here, so the Worker gets plain pixels.
   generate(options = {}) {
     return this._serial(async () => {
       await this._ready;
-      if (this._needReload) await this._reload(options.onProgress);
-      const { onProgress, latents, ...rest } = options;
+      const { onProgress, latents, ...rest } = options || {};
       if (latents !== undefined && latents !== null && !(latents instanceof Float32Array)) {
         throw new EngineError("bad-request", "latents must be a Float32Array [1, C, H/8, W/8]");
       }
-      if (latents) rest.latents = latents.slice();
-      return this._call("generate", [rest], onProgress);
+      const { opts, images, transfer } = await prepareGenerate(rest);
+      if (this._needReload) await this._reload(onProgress);
+      if (latents) opts.latents = latents.slice();
+      return this._call("generate", [opts, images], onProgress, transfer);
     });
   }
 

@@ -1,5 +1,7 @@
 // Numbers and settings in words for the page.
 
+import { loraName } from "../options.js";
+
 const nf1 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 const nf0 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 
@@ -37,7 +39,14 @@ export function tgate(t) {
   if (t.spInterval != null) parts.push(`SP ${t.spInterval}`);
   if (t.fiInterval != null) parts.push(`FI ${t.fiInterval}`);
   if (t.warmUp != null) parts.push(`warm-up ${t.warmUp}`);
+  if (t.autoThreshold != null) parts.push(`threshold ${t.autoThreshold}`);
   return parts.length ? `${t.mode} (${parts.join(", ")})` : `${t.mode} (defaults)`;
+}
+
+/** LoRAs in a few words: "detail ×0.8, style ×1" ("" for none); a LoRA is { name } or { url }. */
+export function loras(list) {
+  if (!Array.isArray(list) || !list.length) return "";
+  return list.map((l) => `${l.name || loraName(l.url || "")} ×${l.scale ?? 1}`).join(", ");
 }
 
 /** One line describing a finished image's settings. */
@@ -52,6 +61,10 @@ export function summary(s, modelName) {
   parts.push(`seed ${s.seed ?? 0}`);
   if (s.width && s.height) parts.push(`${s.width}×${s.height}`);
   parts.push(`T-GATE ${tgate(s.tgate)}`);
+  if (s.deepcache) parts.push(`DeepCache ${s.deepcache.interval}/${s.deepcache.branch ?? 0}`);
+  if (s.adaptiveGuidance) parts.push(`adaptive guidance ${s.adaptiveGuidance}`);
+  if (s.strength != null) parts.push(`strength ${s.strength}`);
+  if (s.loras && s.loras.length) parts.push(`LoRA ${loras(s.loras)}`);
   if (s.decoder && s.decoder !== "vae") parts.push(`decoder ${s.decoder}`);
   return parts.join(" · ");
 }

@@ -91,6 +91,14 @@ export function showResult(r, asked) {
         : "",
     ],
     ["T-GATE", gateStats(r.gate)],
+    ["Gate", asked && asked.tgate && asked.tgate.gateStep === "auto" ? (r.gateStep != null ? `auto: gated at step ${r.gateStep}` : "auto: never gated") : ""],
+    ["DeepCache", s.deepcache ? `a full UNet every ${s.deepcache.interval} steps, branch ${s.deepcache.branch ?? 0}` : ""],
+    [
+      "Adaptive guidance",
+      s.adaptiveGuidance ? (r.adaptiveGuidanceStep != null ? `guidance off from step ${r.adaptiveGuidanceStep} (γ̄ ${s.adaptiveGuidance})` : `never switched (γ̄ ${s.adaptiveGuidance})`) : "",
+    ],
+    ["Init image", asked && asked.initImage ? `strength ${s.strength ?? "default"}${asked.mask ? ", inpainting with the mask" : ""}` : ""],
+    ["LoRA", fmt.loras(s.loras)],
     ["Size", r.width && r.height ? `${r.width}×${r.height}` : ""],
     ["Settings", fmt.summary(s)],
   ]);
@@ -105,8 +113,11 @@ export function fileName(r, asked) {
   return `tgate-${settingsOf(r, asked).seed ?? 0}.png`;
 }
 
-/** Adds a finished image to the top of the gallery; onReuse(r) puts its settings back in the form. */
-export function addToGallery(r, asked, modelName, onReuse) {
+/**
+ * Adds a finished image to the top of the gallery; onReuse(r) puts its settings back in the form,
+ * onUseAsInit(r) sends the image back as the next init image.
+ */
+export function addToGallery(r, asked, modelName, onReuse, onUseAsInit) {
   const s = settingsOf(r, asked);
   const time = r.timings && r.timings.totalMs;
   const fig = h(
@@ -123,6 +134,7 @@ export function addToGallery(r, asked, modelName, onReuse) {
         { class: "buttons" },
         r.png ? h("a", { href: pngURL(r), download: fileName(r, asked), class: "button" }, "Download PNG") : null,
         r.png ? h("button", { type: "button", class: "reuse", onclick: () => onReuse(r) }, "Reuse settings") : null,
+        r.png && onUseAsInit ? h("button", { type: "button", class: "use-init", onclick: () => onUseAsInit(r) }, "Use as init image") : null,
       ),
     ),
   );
@@ -132,7 +144,7 @@ export function addToGallery(r, asked, modelName, onReuse) {
   return fig;
 }
 
-function compareItem(r, asked, label, afterGate) {
+function compareItem(r, asked, label, afterGate, method = "") {
   const m = { ...(r.memory || {}) };
   if (afterGate !== undefined) m.peakAfterGateBytes = afterGate;
   const t = r.timings || {};
@@ -143,6 +155,7 @@ function compareItem(r, asked, label, afterGate) {
       class: "compare-item",
       dataset: {
         mode,
+        method,
         timeMs: String(t.totalMs ?? ""),
         peakBytes: String(m.peakBytes ?? ""),
         peakAfterGateBytes: String(m.peakAfterGateBytes ?? ""),
@@ -159,31 +172,51 @@ function compareItem(r, asked, label, afterGate) {
   );
 }
 
+function speedWords(a, b) {
+  const speedup = a && b ? a / b : NaN;
+  const words = Number.isFinite(speedup) ? (speedup >= 1 ? `${speedup.toFixed(2)}× faster` : `${(1 / speedup).toFixed(2)}× slower`) : "time not measured";
+  return { speedup, words };
+}
+
 /**
- * Shows two results side by side; returns { speedup, text }. offAfterGate, when given, is the off
- * run's per-step peak after the on run's gate step (when that is not the engine's default).
+ * Shows runs side by side, the first the baseline (every method off): runs are
+ * [{ r, asked, label, method }]. Returns { speedup, text }: the last run's speed-up over the
+ * baseline and a sentence for each run after it. offAfterGate, when given, is the baseline's
+ * per-step peak after the gate step (when that is not the engine's default).
  */
-export function showCompare(off, offAsked, on, onAsked, { offAfterGate } = {}) {
+export function showCompareRuns(runs, { heading, offAfterGate } = {}) {
   const view = $("compare-view");
   const grid = view.querySelector(".compare-grid");
+  const [base, ...rest] = runs;
   grid.replaceChildren(
-    compareItem(off, offAsked, "T-GATE off", offAfterGate),
-    compareItem(on, onAsked, `T-GATE ${fmt.tgate(settingsOf(on, onAsked).tgate)}`),
+    compareItem(base.r, base.asked, base.label, offAfterGate, base.method),
+    ...rest.map((x) => compareItem(x.r, x.asked, x.label, undefined, x.method)),
   );
-  const a = off.timings && off.timings.totalMs;
-  const b = on.timings && on.timings.totalMs;
-  const speedup = a && b ? a / b : NaN;
-  const speed = Number.isFinite(speedup)
-    ? speedup >= 1
-      ? `${speedup.toFixed(2)}× faster`
-      : `${(1 / speedup).toFixed(2)}× slower`
-    : "time not measured";
-  const ma = offAfterGate !== undefined ? offAfterGate : off.memory && off.memory.peakAfterGateBytes;
-  const mb = on.memory && on.memory.peakAfterGateBytes;
-  const text = `T-GATE: ${speed}, per-step GPU peak after the gate ${fmt.bytes(ma)} → ${fmt.bytes(mb)}`;
+  if (heading) $("compare-heading").textContent = heading;
+  const a = base.r.timings && base.r.timings.totalMs;
+  const ma = offAfterGate !== undefined ? offAfterGate : base.r.memory && base.r.memory.peakAfterGateBytes;
+  let speedup = NaN;
+  const lines = rest.map((x) => {
+    const s = speedWords(a, x.r.timings && x.r.timings.totalMs);
+    speedup = s.speedup;
+    const mb = x.r.memory && x.r.memory.peakAfterGateBytes;
+    return `${x.method}: ${s.words}, per-step GPU peak after the gate ${fmt.bytes(ma)} → ${fmt.bytes(mb)}`;
+  });
+  const text = lines.join("; ");
   $("speedup").textContent = text;
   view.hidden = false;
   return { speedup, text };
+}
+
+/** Shows a T-GATE off / on pair (showCompareRuns with two runs). */
+export function showCompare(off, offAsked, on, onAsked, { offAfterGate } = {}) {
+  return showCompareRuns(
+    [
+      { r: off, asked: offAsked, label: "T-GATE off", method: "off" },
+      { r: on, asked: onAsked, label: `T-GATE ${fmt.tgate(settingsOf(on, onAsked).tgate)}`, method: "T-GATE" },
+    ],
+    { heading: "T-GATE off / on", offAfterGate },
+  );
 }
 
 /** Shows what a load returned. */
