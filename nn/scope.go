@@ -37,13 +37,13 @@ type Param struct {
 
 // scopeState is shared by a root Scope and all its sub-scopes.
 type scopeState struct {
-	b      backend.Backend
-	src    Source
-	dtype  tensor.DType // dtype of declared weights when src is nil
+	b     backend.Backend
+	src   Source
+	dtype tensor.DType // dtype of declared weights when src is nil
 	// dtypeOf, when set, gives each declared weight's dtype instead.
 	dtypeOf func(name string, shape tensor.Shape) tensor.DType
-	err    error
-	params []Param
+	err     error
+	params  []Param
 }
 
 // Scope binds weights under a key prefix, in the manner of candle's

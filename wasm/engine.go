@@ -201,6 +201,10 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 		}
 		return nil, coded(codeOrBadModel(err), err)
 	}
+	// Decode by tiles only when the whole image's decode would need a
+	// buffer above the adapter's limit (SD-XL at 1024² needs 1 GiB), by
+	// 512-pixel tiles (a quarter of that).
+	p.VAETiling = pipeline.VAETiling{Enabled: true, MaxActivationBytes: int64(e.b.Limits().MaxBufferSize), TileSize: 512}
 	if o.TAESD != "" {
 		if err := e.loadTAESD(p, o.TAESD, hubAddr); err != nil {
 			p.Close()

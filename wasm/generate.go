@@ -212,7 +212,7 @@ func (e *engine) resultMeta(r *jsapi.Resolved, req pipeline.Request, res *pipeli
 		"gateStep":             gateStepOf(req, res),
 		"adaptiveGuidanceStep": nullIfZero(res.AdaptiveGuidanceStep),
 		"deepcache":            map[string]any{"refreshes": res.DeepCache.Refreshes, "partials": res.DeepCache.Partials},
-		"warnings": append([]string{}, warnings...),
+		"warnings":             append([]string{}, warnings...),
 		"settings": map[string]any{
 			"prompt": req.Prompt, "negativePrompt": req.NegativePrompt, "steps": r.Steps, "guidance": r.Guidance,
 			"guidanceRescale": req.GuidanceRescale, "seed": req.Seed, "width": settings.Width, "height": settings.Height,

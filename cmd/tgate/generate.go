@@ -189,6 +189,7 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(err)
 	}
 	defer p.Close()
+	p.VAETiling.Enabled = extra.vaeTiling
 	for _, n := range p.Notes {
 		fmt.Fprintf(stderr, "note: %s\n", n)
 	}

@@ -20,6 +20,7 @@ type extraFlags struct {
 	strength        float64
 	loras           loraFlag
 	unet8           bool
+	vaeTiling       bool
 	config          string
 	modelFlags
 }
@@ -32,6 +33,7 @@ func (x *extraFlags) register(fl *flag.FlagSet) {
 	fl.Var(&x.loras, "lora", "LoRA file (kohya/A1111 or diffusers/PEFT safetensors) fused into the text encoder(s) and UNet, with an optional scale (default 1); repeatable")
 	fl.StringVar(&x.config, "config", "", "with a single-file --model: a diffusers folder whose configs, tokenizer and scheduler to use (default: inferred from the weights, SD 1.5, 2.x or XL)")
 	fl.BoolVar(&x.unet8, "unet-8bit", false, "bind the UNet's Linear and convolution weights as 8-bit integers (half the memory of F16, a small error: docs/memory.md)")
+	fl.BoolVar(&x.vaeTiling, "vae-tiling", false, "decode the image by overlapping tiles, blended (less memory for large images; diffusers' enable_tiling)")
 	x.modelFlags.register(fl)
 }
 
@@ -78,7 +80,7 @@ func (x *extraFlags) loadOptions(opt *pipeline.LoadOptions) {
 var extraGroups = []flagGroup{
 	{"single-file checkpoints", []string{"config"}},
 	{"editing", []string{"init-image", "mask", "strength", "lora"}},
-	{"memory", []string{"unet-8bit"}},
+	{"memory", []string{"unet-8bit", "vae-tiling"}},
 }
 
 // extraValues name the extra flags' values in help.
