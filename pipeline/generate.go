@@ -215,27 +215,14 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	height, width := latentShape[2]*p.VAEScaleFactor(), latentShape[3]*p.VAEScaleFactor()
-	switch {
-	case req.Decoder == DecodeVAE && p.VAE == nil:
-		return nil, fmt.Errorf("pipeline: the VAE decoder was not loaded")
-	case req.Decoder == DecodeTAESD && p.TAESD == nil:
-		return nil, fmt.Errorf("pipeline: no TAESD decoder loaded (LoadTAESD)")
-	case req.Decoder < DecodeVAE || req.Decoder > DecodeNone:
-		return nil, fmt.Errorf("pipeline: unknown decoder %d", int(req.Decoder))
+	if err := p.checkDecoder(req.Decoder); err != nil {
+		return nil, err
 	}
 
 	// The scheduler, stepping device tensors, with noise from the seed's
 	// generator (after the initial latents, as diffusers' randn_tensor).
 	gen := rng.NewTorch(req.Seed)
-	name := req.Scheduler
-	if name == "" {
-		var err error
-		if name, err = sched.NameFromConfig(p.Scheduler); err != nil {
-			return nil, err
-		}
-	}
-	stepper, err := sched.NewStepper[backend.Tensor](name, p.Scheduler,
-		sched.Options{TimestepSpacing: req.TimestepSpacing}, &sched.BackendOps{B: b, Noise: gen})
+	stepper, err := p.newStepper(req, gen)
 	if err != nil {
 		return nil, err
 	}
@@ -489,7 +476,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	final := x
 	if p.Kind == LatentConsistency {
 		if denoised == nil {
-			return nil, fmt.Errorf("pipeline: the %s scheduler forms no denoised sample for the LCM pipeline", name)
+			return nil, fmt.Errorf("pipeline: the %s scheduler forms no denoised sample for the LCM pipeline", stepper.Name())
 		}
 		final = denoised
 	}
@@ -511,6 +498,34 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	phase(PhaseDecode, true)
 	res.Image = img
 	return res, nil
+}
+
+// checkDecoder reports a decoder the pipeline cannot run.
+func (p *Pipeline) checkDecoder(d Decoder) error {
+	switch {
+	case d == DecodeVAE && p.VAE == nil:
+		return fmt.Errorf("pipeline: the VAE decoder was not loaded")
+	case d == DecodeTAESD && p.TAESD == nil:
+		return fmt.Errorf("pipeline: no TAESD decoder loaded (LoadTAESD)")
+	case d < DecodeVAE || d > DecodeNone:
+		return fmt.Errorf("pipeline: unknown decoder %d", int(d))
+	}
+	return nil
+}
+
+// newStepper builds the request's scheduler (the folder's when
+// req.Scheduler is empty, with diffusers' from_config rule), stepping
+// device tensors, with noise from gen.
+func (p *Pipeline) newStepper(req Request, gen *rng.Torch) (sched.Stepper[backend.Tensor], error) {
+	name := req.Scheduler
+	if name == "" {
+		var err error
+		if name, err = sched.NameFromConfig(p.Scheduler); err != nil {
+			return nil, err
+		}
+	}
+	return sched.NewStepper[backend.Tensor](name, p.Scheduler,
+		sched.Options{TimestepSpacing: req.TimestepSpacing}, &sched.BackendOps{B: p.b, Noise: gen})
 }
 
 // LatentShape is the shape [1, C, H/f, W/f] of the latents of a

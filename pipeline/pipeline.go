@@ -251,25 +251,8 @@ func LoadFolder(b backend.Backend, f hub.Folder, opt LoadOptions) (_ *Pipeline, 
 	}
 	loaded("unet")
 
-	vaeDir := hub.Sub(f, "vae")
-	var vc *hub.Component
-	if opt.SkipVAE {
-		vc, err = hub.OpenConfigOnlyIn(vaeDir)
-	} else {
-		vc, err = hub.OpenComponentIn(vaeDir, variants)
-	}
-	if err != nil {
+	if err := p.loadVAE(opt.SkipVAE, loaded); err != nil {
 		return nil, err
-	}
-	p.comps = append(p.comps, vc)
-	if p.VAEConfig, err = vae.ParseConfig(vc.ConfigJSON()); err != nil {
-		return nil, fmt.Errorf("%s/config.json: %w", vaeDir, err)
-	}
-	if !opt.SkipVAE {
-		if p.VAE, err = vae.LoadDecoder(b, vc, p.VAEConfig); err != nil {
-			return nil, fmt.Errorf("%s: %w", vaeDir, err)
-		}
-		loaded("vae")
 	}
 	if kind == LatentConsistency && p.UNet.Config.TimeCondProjDim == nil {
 		return nil, fmt.Errorf("%s: a %s needs a UNet with time_cond_proj_dim (a guidance embedding)", dir, ClassLatentConsistency)
@@ -281,6 +264,34 @@ func LoadFolder(b backend.Backend, f hub.Folder, opt LoadOptions) (_ *Pipeline, 
 		loaded("text_encoder_2")
 	}
 	return p, nil
+}
+
+// loadVAE reads the vae/ folder's config and, unless skip, binds the
+// AutoencoderKL decoder (the config alone still gives the latent scale
+// factor and scaling_factor).
+func (p *Pipeline) loadVAE(skip bool, loaded func(string)) error {
+	vaeDir := hub.Sub(p.folder, "vae")
+	var vc *hub.Component
+	var err error
+	if skip {
+		vc, err = hub.OpenConfigOnlyIn(vaeDir)
+	} else {
+		vc, err = hub.OpenComponentIn(vaeDir, p.variants)
+	}
+	if err != nil {
+		return err
+	}
+	p.comps = append(p.comps, vc)
+	if p.VAEConfig, err = vae.ParseConfig(vc.ConfigJSON()); err != nil {
+		return fmt.Errorf("%s/config.json: %w", vaeDir, err)
+	}
+	if !skip {
+		if p.VAE, err = vae.LoadDecoder(p.b, vc, p.VAEConfig); err != nil {
+			return fmt.Errorf("%s: %w", vaeDir, err)
+		}
+		loaded("vae")
+	}
+	return nil
 }
 
 // open opens the component folder name and remembers it for Close.

@@ -11,7 +11,6 @@ import (
 	"github.com/tgate-web/tgate/models/pixart"
 	"github.com/tgate-web/tgate/nn"
 	"github.com/tgate-web/tgate/rng"
-	"github.com/tgate-web/tgate/sched"
 	"github.com/tgate-web/tgate/tensor"
 	"github.com/tgate-web/tgate/tokenizer"
 )
@@ -247,13 +246,8 @@ func (p *Pipeline) denoisePixArt(ctx context.Context, req Request, text *pixartT
 		guidance = pixartDefaultGuidance
 	}
 	cfg := guidance > 1
-	switch {
-	case req.Decoder == DecodeVAE && p.VAE == nil:
-		return nil, fmt.Errorf("pipeline: the VAE decoder was not loaded")
-	case req.Decoder == DecodeTAESD && p.TAESD == nil:
-		return nil, fmt.Errorf("pipeline: no TAESD decoder loaded (LoadTAESD)")
-	case req.Decoder < DecodeVAE || req.Decoder > DecodeNone:
-		return nil, fmt.Errorf("pipeline: unknown decoder %d", int(req.Decoder))
+	if err := p.checkDecoder(req.Decoder); err != nil {
+		return nil, err
 	}
 	outH, outW, genH, genW, err := p.pixartSize(req)
 	if err != nil {
@@ -263,14 +257,7 @@ func (p *Pipeline) denoisePixArt(ctx context.Context, req Request, text *pixartT
 	latentShape := tensor.Shape{1, tr.Config.InChannels, genH / f, genW / f}
 
 	gen := rng.NewTorch(req.Seed)
-	name := req.Scheduler
-	if name == "" {
-		if name, err = sched.NameFromConfig(p.Scheduler); err != nil {
-			return nil, err
-		}
-	}
-	stepper, err := sched.NewStepper[backend.Tensor](name, p.Scheduler,
-		sched.Options{TimestepSpacing: req.TimestepSpacing}, &sched.BackendOps{B: b, Noise: gen})
+	stepper, err := p.newStepper(req, gen)
 	if err != nil {
 		return nil, err
 	}

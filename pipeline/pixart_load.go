@@ -6,7 +6,6 @@ import (
 	"github.com/tgate-web/tgate/backend"
 	"github.com/tgate-web/tgate/hub"
 	"github.com/tgate-web/tgate/models/pixart"
-	"github.com/tgate-web/tgate/models/vae"
 	"github.com/tgate-web/tgate/sched"
 	"github.com/tgate-web/tgate/tokenizer"
 )
@@ -114,25 +113,8 @@ func loadPixArt(b backend.Backend, f hub.Folder, mi *hub.ModelIndex, kind Kind, 
 	}
 	loaded("transformer")
 
-	vaeDir := hub.Sub(f, "vae")
-	var vc *hub.Component
-	if opt.SkipVAE {
-		vc, err = hub.OpenConfigOnlyIn(vaeDir)
-	} else {
-		vc, err = hub.OpenComponentIn(vaeDir, variants)
-	}
-	if err != nil {
+	if err := p.loadVAE(opt.SkipVAE, loaded); err != nil {
 		return nil, err
-	}
-	p.comps = append(p.comps, vc)
-	if p.VAEConfig, err = vae.ParseConfig(vc.ConfigJSON()); err != nil {
-		return nil, fmt.Errorf("%s/config.json: %w", vaeDir, err)
-	}
-	if !opt.SkipVAE {
-		if p.VAE, err = vae.LoadDecoder(b, vc, p.VAEConfig); err != nil {
-			return nil, fmt.Errorf("%s: %w", vaeDir, err)
-		}
-		loaded("vae")
 	}
 	if got, want := px.Transformer.Config.InChannels, p.VAEConfig.LatentChannels; got != want {
 		return nil, fmt.Errorf("%s: the transformer takes %d latent channels but the VAE makes %d", dir, got, want)

@@ -111,31 +111,7 @@ func newUpBlock(s *nn.Scope, p blockPlan, tembDim, groups int, eps float32) *UpB
 // skip's size under the resize rule).
 func (u *UpBlock) forward(b backend.Backend, h backend.Tensor, owned bool, skips []backend.Tensor,
 	tembAct, ctx backend.Tensor, rs *run, upH, upW int) backend.Tensor {
-	for j, r := range u.Resnets {
-		s := skips[j]
-		cat := b.Concat(1, h, s)
-		b.Free(s)
-		if owned && h != s {
-			b.Free(h)
-		}
-		x := r.Forward(b, cat, tembAct)
-		b.Free(cat)
-		if j < len(u.Attentions) {
-			y := u.Attentions[j].forward(b, x, ctx, rs)
-			b.Free(x)
-			x = y
-		}
-		h, owned = x, true
-	}
-	if u.Upsample != nil {
-		// Upsample2D: F.interpolate(mode="nearest") to 2× or to the
-		// forwarded size, then the conv.
-		up := b.ResizeNearest(h, upH, upW)
-		b.Free(h)
-		h = u.Upsample.Forward(b, up)
-		b.Free(up)
-	}
-	return h
+	return u.forwardFrom(b, h, owned, skips, tembAct, ctx, rs, upH, upW, 0, nil)
 }
 
 func (d *DownBlock) release(b backend.Backend) {

@@ -275,6 +275,8 @@ func (u *UpBlock) forwardFrom(b backend.Backend, h backend.Tensor, owned bool, s
 		h, owned = x, true
 	}
 	if u.Upsample != nil {
+		// Upsample2D: F.interpolate(mode="nearest") to 2× or to the
+		// forwarded size, then the conv.
 		up := b.ResizeNearest(h, upH, upW)
 		b.Free(h)
 		h = u.Upsample.Forward(b, up)
