@@ -71,7 +71,8 @@ func LoadFolder(f hub.Folder) (*Model, error) {
 		// 9 input channels).
 		m.Class = ClassSD
 	case ClassSD, ClassLCM:
-	case ClassSDXL:
+	case ClassSDXL, "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline":
+		m.Class = ClassSDXL
 		encoders = append(encoders, "text_encoder_2")
 		var extra struct {
 			Force *bool `json:"force_zeros_for_empty_prompt"`

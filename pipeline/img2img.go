@@ -19,8 +19,10 @@ const (
 )
 
 // EditOptions turn a Request into image-to-image
-// (StableDiffusionImg2ImgPipeline) or inpainting
-// (StableDiffusionInpaintPipeline), diffusers v0.30.3. See docs/editing.md.
+// (StableDiffusionImg2ImgPipeline; for SD-XL
+// StableDiffusionXLImg2ImgPipeline) or inpainting
+// (StableDiffusionInpaintPipeline; StableDiffusionXLInpaintPipeline),
+// diffusers v0.30.3. See docs/editing.md.
 //
 // With an init image, Request.Latents (when given) is the noise ε that
 // the image latents are noised with, in place of that generator draw;
@@ -42,14 +44,14 @@ type EditOptions struct {
 	// Strength in (0, 1] is how much of the schedule runs: the first
 	// steps − int(steps·strength) steps are skipped and the image latents
 	// are noised to the first timestep kept. 0 takes the pipeline default
-	// (0.8 image-to-image, 1.0 inpainting, where 1.0 starts from pure
-	// noise).
+	// (Pipeline.DefaultStrength: 0.8 image-to-image, 1.0 inpainting, where
+	// 1.0 starts from pure noise; SD-XL 0.3 and 0.9999).
 	Strength float64
 }
 
-// Default strengths of the editing pipelines (diffusers v0.30.3
+// Default strengths of the SD 1.x/2.x editing pipelines (diffusers v0.30.3
 // StableDiffusionImg2ImgPipeline.__call__ and
-// StableDiffusionInpaintPipeline.__call__).
+// StableDiffusionInpaintPipeline.__call__); SD-XL's are in sdxl_edit.go.
 const (
 	DefaultImg2ImgStrength = 0.8
 	DefaultInpaintStrength = 1.0
@@ -114,14 +116,11 @@ func editSize(req Request) (height, width int, err error) {
 }
 
 // resolveStrength returns the request's strength, or the pipeline's
-// default when it is 0, checked to lie in (0, 1].
-func resolveStrength(req Request) (float64, error) {
+// default (DefaultStrength) when it is 0, checked to lie in (0, 1].
+func (p *Pipeline) resolveStrength(req Request) (float64, error) {
 	s := req.Strength
 	if s == 0 {
-		s = DefaultImg2ImgStrength
-		if req.Mask != nil {
-			s = DefaultInpaintStrength
-		}
+		s = p.DefaultStrength(req.Mask != nil)
 	}
 	if !(s > 0 && s <= 1) {
 		return 0, fmt.Errorf("pipeline: strength %g is outside (0, 1]", req.Strength)
@@ -146,7 +145,11 @@ func strengthStart(steps int, strength float64) (tStart int) {
 // initial latents, drawing from gen in diffusers' order
 // (StableDiffusionImg2ImgPipeline.prepare_latents; for inpainting
 // StableDiffusionInpaintPipeline.prepare_latents then
-// prepare_mask_latents). It returns nil for a text-to-image request.
+// prepare_mask_latents). SD-XL's StableDiffusionXLImg2ImgPipeline and
+// StableDiffusionXLInpaintPipeline prepare the same way (a posterior
+// sample, scaling_factor, then add_noise; latents_mean/latents_std are
+// refused at load), with their own default strengths. It returns nil for
+// a text-to-image request.
 func (p *Pipeline) prepareEdit(req Request, st sched.Stepper[backend.Tensor], gen *rng.Torch, steps int, shape tensor.Shape) (*edit, error) {
 	if !p.isEdit(req) {
 		return nil, nil
@@ -158,12 +161,12 @@ func (p *Pipeline) prepareEdit(req Request, st sched.Stepper[backend.Tensor], ge
 		return nil, fmt.Errorf("pipeline: a mask needs an init image (Request.InitImage)")
 	case req.InitImage == nil:
 		return nil, fmt.Errorf("pipeline: strength %g needs an init image (Request.InitImage)", req.Strength)
-	case p.Kind != StableDiffusion:
-		return nil, fmt.Errorf("pipeline: image-to-image and inpainting need a %s model, not %s", ClassStableDiffusion, p.Kind)
+	case p.Kind != StableDiffusion && p.Kind != StableDiffusionXL:
+		return nil, fmt.Errorf("pipeline: image-to-image and inpainting need a %s or %s model, not %s", ClassStableDiffusion, ClassStableDiffusionXL, p.Kind)
 	case !p.InpaintingUNet() && p.UNet.Config.InChannels != p.VAEConfig.LatentChannels:
 		return nil, fmt.Errorf("pipeline: the UNet takes %d input channels; image-to-image needs %d (the VAE's latent channels) or, for inpainting, %d", p.UNet.Config.InChannels, p.VAEConfig.LatentChannels, 2*p.VAEConfig.LatentChannels+1)
 	}
-	strength, err := resolveStrength(req)
+	strength, err := p.resolveStrength(req)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func KindOf(class string) (Kind, error) {
 		return StableDiffusion, nil
 	case ClassLatentConsistency:
 		return LatentConsistency, nil
-	case ClassStableDiffusionXL:
+	case ClassStableDiffusionXL, ClassStableDiffusionXLImg2Img, ClassStableDiffusionXLInpaint:
 		return StableDiffusionXL, nil
 	case ClassPixArtAlpha:
 		return PixArtAlpha, nil
@@ -159,6 +159,10 @@ type LoadOptions struct {
 	// folder just before it runs (PixArt: T5-XXL within a browser's
 	// memory).
 	StreamTextEncoder bool
+	// SkipTextEncoder leaves a PixArt folder's T5 tokenizer and text
+	// encoder unread: every generation then takes its prompt's embeddings
+	// from PixArtOptions.PromptEmbeds (docs/pixart.md).
+	SkipTextEncoder bool
 	// LoRAs are fused into the text encoders' and the UNet's weights, in
 	// order (see LoRA; Pipeline.SetLoRAs changes them later).
 	LoRAs []LoRA

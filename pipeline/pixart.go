@@ -12,7 +12,6 @@ import (
 	"github.com/tgate-web/tgate/nn"
 	"github.com/tgate-web/tgate/rng"
 	"github.com/tgate-web/tgate/tensor"
-	"github.com/tgate-web/tgate/tokenizer"
 )
 
 // PixArtOptions are the request settings only the PixArt pipelines use.
@@ -32,6 +31,16 @@ type PixArtOptions struct {
 	// block with the blocks done and the total (T5-XXL has 24; streamed
 	// from the folder, each takes a while).
 	TextEncoderProgress func(done, total int)
+	// PromptEmbeds, when set, are the prompt's T5 embeddings made
+	// elsewhere (LoadPromptEmbedsFile): the prompt is not encoded, and
+	// Prompt only labels the run (and the negative prompt too when they
+	// hold its embeddings).
+	PromptEmbeds *PromptEmbeds
+	// EncodedPrompt, when set, is called with the embeddings the
+	// generation denoises with, read back from the device, before the
+	// first step (SavePromptEmbeds writes them to a file); an error it
+	// returns ends the generation.
+	EncodedPrompt func(*PromptEmbeds) error
 }
 
 // PixArt pipeline defaults (diffusers v0.30.3 PixArtAlphaPipeline and
@@ -115,48 +124,20 @@ func (p *Pipeline) generatePixArt(ctx context.Context, req Request) (*Result, er
 	}
 	phase := newPhaseTimer(req.Phase)
 
-	phase(PhaseTokenize, false)
-	prompt := tokenizer.PixArtPreprocess(req.Prompt, req.CleanCaption)
-	ids, mask, truncated := px.Tokenizer.EncodePadded(prompt, maxSeq)
-	if truncated {
-		warn(fmt.Sprintf("the prompt was truncated to %d T5 tokens (max sequence length)", maxSeq))
+	text, err := p.pixartConditioning(req, maxSeq, cfg, warn, phase)
+	if err != nil {
+		return nil, err
 	}
-	rows, masks := [][]int32{ids}, [][]int32{mask}
-	if cfg {
-		neg := tokenizer.PixArtPreprocess(req.NegativePrompt, req.CleanCaption)
-		nids, nmask, ntr := px.Tokenizer.EncodePadded(neg, maxSeq)
-		if ntr {
-			warn(fmt.Sprintf("negative prompt: truncated to %d T5 tokens (max sequence length)", maxSeq))
+	if req.EncodedPrompt != nil {
+		e, err := promptEmbedsFromText(b, text)
+		if err == nil {
+			err = req.EncodedPrompt(e)
 		}
-		rows, masks = [][]int32{nids, ids}, [][]int32{nmask, mask}
-	} else if req.NegativePrompt != "" {
-		warn("the negative prompt is ignored without classifier-free guidance")
-	}
-	phase(PhaseTokenize, true)
-
-	phase(PhaseTextEncoder, false)
-	if px.TextEncoder == nil {
-		if err := p.bindT5(); err != nil {
+		if err != nil {
+			b.Free(text.embeds)
 			return nil, err
 		}
 	}
-	if t, ok := px.TextEncoder.(*t5Text); ok {
-		t.progress = req.TextEncoderProgress
-	}
-	embeds, err := px.TextEncoder.Encode(b, rows, masks)
-	if err != nil {
-		return nil, fmt.Errorf("text encoder: %w", err)
-	}
-	if req.ReleaseTextEncoder {
-		px.TextEncoder.Release(b)
-		px.TextEncoder = nil
-	}
-	if err := b.Err(); err != nil {
-		b.Free(embeds)
-		return nil, err
-	}
-	phase(PhaseTextEncoder, true)
-	text := &pixartText{embeds: embeds, mask: maskHost(masks)}
 	return p.denoisePixArt(ctx, req, text, res, phase)
 }
 

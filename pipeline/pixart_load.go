@@ -36,6 +36,9 @@ type pixartParts struct {
 	// (LoadOptions.StreamTextEncoder).
 	streamT5      bool
 	crossReleased bool
+	// promptCache keeps recent prompts' T5 embeddings on the device
+	// (pixart_embeds_cache.go).
+	promptCache promptCache
 }
 
 // PixArtTransformer returns the PixArt transformer of a PixArt pipeline,
@@ -77,7 +80,8 @@ func loadPixArt(b backend.Backend, f hub.Folder, mi *hub.ModelIndex, kind Kind, 
 			opt.Loaded(c)
 		}
 	}
-	p := &Pipeline{b: b, Dir: dir, Kind: kind, folder: f, variants: variants, pixart: &pixartParts{streamT5: opt.StreamTextEncoder}}
+	p := &Pipeline{b: b, Dir: dir, Kind: kind, folder: f, variants: variants, pixart: &pixartParts{streamT5: opt.StreamTextEncoder,
+		promptCache: promptCache{limits: DefaultPromptCacheLimits}}}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -85,9 +89,11 @@ func loadPixArt(b backend.Backend, f hub.Folder, mi *hub.ModelIndex, kind Kind, 
 	}()
 	px := p.pixart
 
-	tok := hub.Sub(f, "tokenizer")
-	if px.Tokenizer, err = tokenizer.LoadT5With(tok.String(), tok.ReadFile); err != nil {
-		return nil, err
+	if !opt.SkipTextEncoder {
+		tok := hub.Sub(f, "tokenizer")
+		if px.Tokenizer, err = tokenizer.LoadT5With(tok.String(), tok.ReadFile); err != nil {
+			return nil, err
+		}
 	}
 	schedData, err := f.ReadFile("scheduler/scheduler_config.json")
 	if err != nil {
@@ -97,13 +103,15 @@ func loadPixArt(b backend.Backend, f hub.Folder, mi *hub.ModelIndex, kind Kind, 
 		return nil, fmt.Errorf("%s/scheduler/scheduler_config.json: %w", dir, err)
 	}
 
-	if px.teComp, err = p.open("text_encoder"); err != nil {
-		return nil, err
+	if !opt.SkipTextEncoder {
+		if px.teComp, err = p.open("text_encoder"); err != nil {
+			return nil, err
+		}
+		if err := p.bindT5(); err != nil {
+			return nil, err
+		}
+		loaded("text_encoder")
 	}
-	if err := p.bindT5(); err != nil {
-		return nil, err
-	}
-	loaded("text_encoder")
 
 	if px.trComp, err = p.open("transformer"); err != nil {
 		return nil, err
@@ -126,6 +134,9 @@ func loadPixArt(b backend.Backend, f hub.Folder, mi *hub.ModelIndex, kind Kind, 
 // generation that released them).
 func (p *Pipeline) bindT5() error {
 	px := p.pixart
+	if px.teComp == nil {
+		return errNoT5
+	}
 	enc, err := loadT5(p.b, px.teComp, px.streamT5)
 	if err != nil {
 		return fmt.Errorf("%s: %w", px.teComp.Dir, err)
@@ -148,12 +159,13 @@ func (p *Pipeline) reloadTransformer() error {
 	return nil
 }
 
-// release frees the transformer and the text encoder; the component files
-// are closed with the pipeline's others.
+// release frees the transformer, the text encoder and the cached prompt
+// embeddings; the component files are closed with the pipeline's others.
 func (px *pixartParts) release(b backend.Backend) {
 	if px == nil {
 		return
 	}
+	px.promptCache.clear(b)
 	if px.Transformer != nil {
 		px.Transformer.Release(b)
 		px.Transformer = nil

@@ -31,6 +31,11 @@ type sdxlIndex struct {
 	// ForceZerosForEmptyPrompt is StableDiffusionXLPipeline's
 	// register_to_config flag (true when absent, the __init__ default).
 	ForceZerosForEmptyPrompt *bool `json:"force_zeros_for_empty_prompt"`
+	// RequiresAestheticsScore is the register_to_config flag of
+	// StableDiffusionXLImg2ImgPipeline and StableDiffusionXLInpaintPipeline
+	// (false when absent): the time ids then carry the aesthetic score in
+	// place of the target size.
+	RequiresAestheticsScore bool `json:"requires_aesthetics_score"`
 }
 
 // loadSDXL loads what StableDiffusionXLPipeline adds to the SD folder
@@ -38,8 +43,9 @@ type sdxlIndex struct {
 // text_encoder_2 (a CLIPTextModelWithProjection), and
 // force_zeros_for_empty_prompt. It then makes the checks the pipeline
 // makes on first use: the UNet has the text_time addition embedding and
-// addition_time_embed_dim·6 + projection_dim equals add_embedding's input
-// (_get_add_time_ids), and the VAE has no latents_mean/latents_std (whose
+// addition_time_embed_dim·n + projection_dim equals add_embedding's input
+// (_get_add_time_ids; n = 6 time ids, 5 with requires_aesthetics_score),
+// and the VAE has no latents_mean/latents_std (whose
 // decode rule this pipeline does not implement).
 func (p *Pipeline) loadSDXL(mi *hub.ModelIndex) error {
 	dir := p.Dir
@@ -68,7 +74,7 @@ func (p *Pipeline) loadSDXL(mi *hub.ModelIndex) error {
 	if err := p.loadTextEncoder2(); err != nil {
 		return err
 	}
-	if err := p.checkAddEmbedding(); err != nil {
+	if err := p.checkAddEmbedding(idx.RequiresAestheticsScore); err != nil {
 		return err
 	}
 	return p.checkSDXLVAE()
@@ -103,19 +109,28 @@ const sdxlTimeIDs = 6
 // checkAddEmbedding is the check of _get_add_time_ids:
 // addition_time_embed_dim · len(add_time_ids) + text_encoder_2's
 // projection_dim must equal add_embedding.linear_1.in_features
-// (projection_class_embeddings_input_dim).
-func (p *Pipeline) checkAddEmbedding() error {
+// (projection_class_embeddings_input_dim), with 6 time ids or, when
+// aesthetic (requires_aesthetics_score), 5. When the UNet fits the other
+// count, the error names the flag to change (as the editing pipelines'
+// errors do).
+func (p *Pipeline) checkAddEmbedding(aesthetic bool) error {
 	c := p.UNet.Config
 	if c.AdditionEmbedType == nil || *c.AdditionEmbedType != "text_time" || c.AdditionTimeEmbedDim == nil || c.ProjectionClassEmbeddingsInputDim == nil {
 		return fmt.Errorf("%s/unet/config.json: a %s needs a UNet with addition_embed_type \"text_time\", addition_time_embed_dim and projection_class_embeddings_input_dim", p.Dir, ClassStableDiffusionXL)
 	}
-	proj := p.TextEncoder2.Config.ProjectionDim
-	passed := *c.AdditionTimeEmbedDim*sdxlTimeIDs + proj
-	if want := *c.ProjectionClassEmbeddingsInputDim; passed != want {
-		return fmt.Errorf("%s: model has an invalid config: the UNet's add_embedding takes %d values but addition_time_embed_dim %d · %d time ids + text_encoder_2 projection_dim %d = %d; check unet/config.json and text_encoder_2/config.json",
-			p.Dir, want, *c.AdditionTimeEmbedDim, sdxlTimeIDs, proj, passed)
+	proj, dim, n := p.TextEncoder2.Config.ProjectionDim, *c.AdditionTimeEmbedDim, sdxlTimeIDCount(aesthetic)
+	passed := dim*n + proj
+	want := *c.ProjectionClassEmbeddingsInputDim
+	switch {
+	case passed == want:
+		return nil
+	case aesthetic && want-passed == dim:
+		return fmt.Errorf("%s: the UNet's add_embedding takes %d values but %d time ids give %d: set requires_aesthetics_score to false in model_index.json (the UNet is conditioned on the target size, not an aesthetic score)", p.Dir, want, n, passed)
+	case !aesthetic && passed-want == dim:
+		return fmt.Errorf("%s: the UNet's add_embedding takes %d values but %d time ids give %d: set requires_aesthetics_score to true in model_index.json (the UNet is conditioned on an aesthetic score, as SD-XL refiners are)", p.Dir, want, n, passed)
 	}
-	return nil
+	return fmt.Errorf("%s: model has an invalid config: the UNet's add_embedding takes %d values but addition_time_embed_dim %d · %d time ids + text_encoder_2 projection_dim %d = %d; check unet/config.json and text_encoder_2/config.json",
+		p.Dir, want, dim, n, proj, passed)
 }
 
 // checkSDXLVAE rejects a VAE config with latents_mean/latents_std: with

@@ -2,10 +2,12 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/tgate-web/tgate/backend"
 	"github.com/tgate-web/tgate/models/unet"
 	"github.com/tgate-web/tgate/nn"
+	"github.com/tgate-web/tgate/pnginfo"
 )
 
 // ImageSize is a (height, width) pair in pixels: diffusers'
@@ -51,6 +53,13 @@ type SDXLOptions struct {
 	NegativeOriginalSize       ImageSize
 	NegativeCropsCoordsTopLeft CropOffset
 	NegativeTargetSize         ImageSize
+
+	// AestheticScore and NegativeAestheticScore are aesthetic_score and
+	// negative_aesthetic_score of SD-XL image-to-image and inpainting
+	// (0: diffusers' defaults 6.0 and 2.5). They take the target size's
+	// place in the time ids of models whose model_index.json sets
+	// requires_aesthetics_score (refiners); other models ignore them.
+	AestheticScore, NegativeAestheticScore float64
 }
 
 // addTimeIDs is StableDiffusionXLPipeline._get_add_time_ids for an image
@@ -101,6 +110,11 @@ func (o *SDXLOptions) validate() error {
 	}{{"crops coords top left", o.CropsCoordsTopLeft}, {"negative crops coords top left", o.NegativeCropsCoordsTopLeft}} {
 		if c.v.Top < 0 || c.v.Left < 0 {
 			return fmt.Errorf("pipeline: %s (%d, %d) is negative; give (top, left) in pixels", c.name, c.v.Top, c.v.Left)
+		}
+	}
+	for _, a := range []float64{o.AestheticScore, o.NegativeAestheticScore} {
+		if math.IsNaN(a) || math.IsInf(a, 0) {
+			return fmt.Errorf("pipeline: aesthetic score %g is not a finite number", a)
 		}
 	}
 	return nil
@@ -154,7 +168,8 @@ func (c *sdxlCond) release(b backend.Backend) {
 // PNG's settings, as "Prompt 2", "Negative prompt 2", "Empty negative
 // prompt" ("encoded"), and the sizes "H,W" / offsets "TOP,LEFT" under
 // "Original size", "Crops coords top left", "Target size" and their
-// "Negative ..." forms.
+// "Negative ..." forms, and "Aesthetic score" / "Negative aesthetic
+// score" when set.
 func (o *SDXLOptions) appendSettings(add func(key, value string)) {
 	if o.Prompt2 != "" {
 		add("Prompt 2", o.Prompt2)
@@ -181,4 +196,10 @@ func (o *SDXLOptions) appendSettings(add func(key, value string)) {
 	size("Negative original size", o.NegativeOriginalSize)
 	crop("Negative crops coords top left", o.NegativeCropsCoordsTopLeft)
 	size("Negative target size", o.NegativeTargetSize)
+	if o.AestheticScore != 0 {
+		add("Aesthetic score", pnginfo.FormatFloat(o.AestheticScore))
+	}
+	if o.NegativeAestheticScore != 0 {
+		add("Negative aesthetic score", pnginfo.FormatFloat(o.NegativeAestheticScore))
+	}
 }

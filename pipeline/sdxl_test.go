@@ -133,7 +133,7 @@ func TestSDXLLoadChecks(t *testing.T) {
 	// projection is rejected with both numbers.
 	dim := 9
 	p.UNet.Config.AdditionTimeEmbedDim = &dim
-	if err := p.checkAddEmbedding(); err == nil {
+	if err := p.checkAddEmbedding(false); err == nil {
 		t.Errorf("addition_time_embed_dim 9 accepted with projection_class_embeddings_input_dim 80")
 	} else {
 		t.Log(err)

@@ -59,12 +59,18 @@ func (p *Pipeline) resolveSDXLPrompts(req *Request, guided bool, warn func(strin
 // the feature axis, text_encoder first; the pooled embedding is
 // text_encoder_2's projected text_embeds. With guidance the results are
 // [negative; positive] along the batch. It also returns the time ids of
-// an image of height×width pixels (_get_add_time_ids). With
+// an image of height×width pixels (_get_add_time_ids; sdxlTimeIDs). With
 // req.ReleaseTextEncoder each encoder is released as soon as it has run,
 // so only one is held at a time.
 func (p *Pipeline) encodeSDXL(req *Request, guided bool, height, width int, warn func(string), phase func(string, bool)) (embeds backend.Tensor, cond *sdxlCond, err error) {
 	b := p.b
 	if err := req.SDXLOptions.validate(); err != nil {
+		return nil, nil, err
+	}
+	// An init image makes the request image to image or inpainting (the
+	// edit state is prepared before this), whose time ids differ.
+	pos, neg, err := p.sdxlTimeIDs(&req.SDXLOptions, req.InitImage != nil, height, width, warn)
+	if err != nil {
 		return nil, nil, err
 	}
 	phase(PhaseTokenize, false)
@@ -132,7 +138,7 @@ func (p *Pipeline) encodeSDXL(req *Request, guided bool, height, width int, warn
 	if guided {
 		cond.negPooled = b.Slice(pooled, 0, 0, 1)
 	}
-	cond.timeIDs, cond.negTimeIDs = req.SDXLOptions.addTimeIDs(height, width)
+	cond.timeIDs, cond.negTimeIDs = pos, neg
 	if err := b.Err(); err != nil {
 		b.Free(embeds)
 		cond.release(b)

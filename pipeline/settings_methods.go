@@ -17,10 +17,7 @@ func (p *Pipeline) appendMethodSettings(req Request, add func(key, value string)
 	if req.InitImage != nil {
 		s := req.Strength
 		if s == 0 {
-			s = DefaultImg2ImgStrength
-			if req.Mask != nil {
-				s = DefaultInpaintStrength
-			}
+			s = p.DefaultStrength(req.Mask != nil)
 		}
 		add("Denoising strength", pnginfo.FormatFloat(s))
 	}
@@ -34,6 +31,9 @@ func (p *Pipeline) appendMethodSettings(req Request, add func(key, value string)
 	if d := req.DeepCache; d.Enabled() {
 		add("DeepCache interval", strconv.Itoa(d.Interval))
 		add("DeepCache branch", strconv.Itoa(d.Branch))
+	}
+	if req.PromptEmbeds != nil {
+		add("Prompt embeddings", "file")
 	}
 	if req.AdaptiveGuidance > 0 {
 		add("Adaptive guidance", pnginfo.FormatFloat(req.AdaptiveGuidance))

@@ -103,6 +103,9 @@ type loadOptions struct {
 	// UNet8Bit binds the UNet's Linear and convolution weights as 8-bit
 	// (pipeline.LoadOptions.UNet8Bit); the estimate counts them so.
 	UNet8Bit bool `json:"unet8bit"`
+	// SkipTextEncoder leaves PixArt's T5 encoder unloaded: generate then
+	// needs promptEmbeds.
+	SkipTextEncoder bool `json:"skipTextEncoder"`
 }
 
 // modelInfo is what load resolves to (ModelInfo in docs/js-api.md).
@@ -185,9 +188,10 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 	wstart := time.Now()
 	emit(map[string]any{"type": "phase", "phase": "weights", "start": true})
 	lopt := pipeline.LoadOptions{
-		SkipVAE:  o.Decoder == "taesd" || o.Decoder == "none",
-		Variants: hub.PreferFP16,
-		UNet8Bit: o.UNet8Bit,
+		SkipVAE:         o.Decoder == "taesd" || o.Decoder == "none",
+		Variants:        hub.PreferFP16,
+		UNet8Bit:        o.UNet8Bit,
+		SkipTextEncoder: o.SkipTextEncoder,
 	}
 	var p *pipeline.Pipeline
 	if m.file != nil {

@@ -58,6 +58,15 @@ func (e *engine) generate(optJSON string, latents, onEvent, images js.Value) (an
 		}
 		return nil, coded(codeOrBadModel(err), err)
 	}
+	if opts.PromptEmbeds != "" {
+		f, name, err := e.openFile(opts.PromptEmbeds, e.hub, "prompt_embeds.safetensors")
+		if err == nil {
+			req.PromptEmbeds, err = pipeline.LoadPromptEmbeds(f, name)
+		}
+		if err != nil {
+			return nil, coded("bad-request", fmt.Errorf("promptEmbeds %s: %w", opts.PromptEmbeds, err))
+		}
+	}
 	if err := readImages(&req, images); err != nil {
 		return nil, coded("bad-request", err)
 	}
@@ -201,7 +210,7 @@ func (e *engine) resultMeta(r *jsapi.Resolved, req pipeline.Request, res *pipeli
 		},
 		"memory": map[string]any{
 			"peakBytes": st.peak, "liveBytes": e.b.Memory().Live,
-			"stepPeakBytes": st.stepPeak, "peakAfterGateBytes": after,
+			"stepPeakBytes": st.stepPeak, "peakAfterGateBytes": after, "promptCacheBytes": e.p.PromptCacheBytes(),
 		},
 		"gate": map[string]any{
 			"mode": g.Mode.String(), "gateStep": gateStep,

@@ -23,18 +23,20 @@ type extraFlags struct {
 	vaeTiling       bool
 	config          string
 	modelFlags
+	embeds embedsFlags
 }
 
 // register adds the flags to fl.
 func (x *extraFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&x.initImage, "init-image", "", "image to edit (PNG): image to image, or inpainting with --mask; its size is the output size")
 	fl.StringVar(&x.mask, "mask", "", "inpainting mask (PNG, the init image's size): white is repainted, black kept")
-	fl.Float64Var(&x.strength, "strength", 0, "with --init-image: how much of the schedule runs, in (0, 1] (default: 0.8 image to image, 1 inpainting)")
+	fl.Float64Var(&x.strength, "strength", 0, "with --init-image: how much of the schedule runs, in (0, 1] (default: 0.8 image to image, 1 inpainting; SD-XL 0.3 and 0.9999)")
 	fl.Var(&x.loras, "lora", "LoRA file (kohya/A1111 or diffusers/PEFT safetensors) fused into the text encoder(s) and UNet, with an optional scale (default 1); repeatable")
 	fl.StringVar(&x.config, "config", "", "with a single-file --model: a diffusers folder whose configs, tokenizer and scheduler to use (default: inferred from the weights, SD 1.5, 2.x or XL)")
 	fl.BoolVar(&x.unet8, "unet-8bit", false, "bind the UNet's Linear and convolution weights as 8-bit integers (half the memory of F16, a small error: docs/memory.md)")
 	fl.BoolVar(&x.vaeTiling, "vae-tiling", false, "decode the image by overlapping tiles, blended (less memory for large images; diffusers' enable_tiling)")
 	x.modelFlags.register(fl)
+	x.embeds.register(fl)
 }
 
 // isSingleFile reports whether --model names a single-file checkpoint
@@ -74,6 +76,7 @@ func (x *extraFlags) loadOptions(opt *pipeline.LoadOptions) {
 	opt.LoRAs = x.loras
 	opt.UNet8Bit = x.unet8
 	opt.StreamTextEncoder = x.streamT5
+	x.embeds.loadOptions(opt)
 }
 
 // extraGroups are the help groups of the extra flags.
@@ -101,7 +104,7 @@ func (x *extraFlags) check(set map[string]bool) error {
 	if x.strength < 0 || x.strength > 1 {
 		return fmt.Errorf("--strength %g: must be in (0, 1]", x.strength)
 	}
-	return nil
+	return x.embeds.check()
 }
 
 // apply puts the flags into req, reading the files they name; set holds
@@ -127,7 +130,7 @@ func (x *extraFlags) apply(req *pipeline.Request, set map[string]bool) error {
 			return fmt.Errorf("%s: %w", x.mask, err)
 		}
 	}
-	return nil
+	return x.embeds.apply(req)
 }
 
 func init() {

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tgate-web/tgate/cpu"
 	"github.com/tgate-web/tgate/internal/golden"
+	"github.com/tgate-web/tgate/pipeline"
 )
 
 // TestGenerateEditing runs `tgate generate` with --init-image, --mask and
@@ -118,6 +120,65 @@ func TestGenerateModels(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, stderr.String())
 			}
 			golden.AssertClose(t, "final.latents", readNPY(t, outLat), gold["final.latents"], 1e-3)
+		})
+	}
+}
+
+// TestGenerateSDXLEditing runs `tgate generate` on the tiny SD-XL pipeline
+// with --init-image (and --strength), and with --mask at the default
+// strength, on the img2img and inpainting runs' input PNGs, and compares
+// the saved final latents with pipeline.Generate's for the same request.
+func TestGenerateSDXLEditing(t *testing.T) {
+	model := golden.Dir(t, "golden", "sdxl_tiny_pipeline")
+	p, err := pipeline.Load(cpu.New(), model, pipeline.LoadOptions{SkipVAE: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	runs := golden.Dir(t, "golden", "runs")
+	for _, tc := range []struct {
+		name, run string
+		strength  []string
+		mask      bool
+	}{
+		{"img2img", "img2img_ddim_s06", []string{"--strength", "0.6"}, false},
+		{"inpaint default strength", "inpaint_ddim", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u8 := golden.Bytes(t, filepath.Join(runs, tc.run+".safetensors"))
+			dir := t.TempDir()
+			write := func(name string, data []byte) string {
+				path := filepath.Join(dir, name)
+				if err := os.WriteFile(path, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return path
+			}
+			outLat := filepath.Join(dir, "final.npy")
+			args := append([]string{"--model", model, "--prompt", "a red fox", "--steps", "6", "--guidance", "5", "--seed", "3",
+				"--quiet", "--save-latents", outLat, "--out", "", "--init-image", write("init.png", u8["input.image_png"].Data)}, tc.strength...)
+			req := pipeline.Request{Prompt: "a red fox", Steps: 6, Guidance: 5, Seed: 3, Decoder: pipeline.DecodeNone}
+			if req.InitImage, err = pipeline.ImageFromPNG(u8["input.image_png"].Data); err != nil {
+				t.Fatal(err)
+			}
+			if tc.strength != nil {
+				req.Strength = 0.6
+			}
+			if tc.mask {
+				args = append(args, "--mask", write("mask.png", u8["input.mask_png"].Data))
+				if req.Mask, err = pipeline.MaskFromPNG(u8["input.mask_png"].Data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var stdout, stderr bytes.Buffer
+			if code := generate(context.Background(), args, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			want, err := p.Generate(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden.AssertClose(t, "final.latents", readNPY(t, outLat), want.Latents, 1e-6)
 		})
 	}
 }

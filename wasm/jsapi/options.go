@@ -69,6 +69,9 @@ type Generate struct {
 	MaxSequenceLength int   `json:"maxSequenceLength"`
 	ResolutionBinning *bool `json:"resolutionBinning"`
 	CleanCaption      bool  `json:"cleanCaption"`
+	// PromptEmbeds is the URL (or picked file's blob: URL) of a
+	// safetensors file of precomputed PixArt prompt embeddings.
+	PromptEmbeds string `json:"promptEmbeds"`
 }
 
 // LoRA is one entry of the loras option: a LoRA file and its scale
