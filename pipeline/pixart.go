@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/tgate-web/tgate/backend"
@@ -94,8 +95,8 @@ func (p *Pipeline) generatePixArt(ctx context.Context, req Request) (*Result, er
 	if px.Transformer == nil {
 		return nil, fmt.Errorf("pipeline: closed")
 	}
-	if req.GuidanceRescale != 0 {
-		return nil, fmt.Errorf("pipeline: guidance rescale is not part of %s", p.Kind)
+	if err := p.checkPixArtRequest(req); err != nil {
+		return nil, err
 	}
 	maxSeq := req.MaxSequenceLength
 	if maxSeq == 0 {
@@ -441,4 +442,31 @@ func (p *Pipeline) decodePixArt(latents backend.Tensor, d Decoder, outH, outW in
 		img.Data[i] = min(max(v*0.5+0.5, 0), 1)
 	}
 	return img, nil
+}
+
+// checkPixArtRequest refuses the settings of the UNet pipelines that the
+// PixArt pipelines do not have, naming each.
+func (p *Pipeline) checkPixArtRequest(req Request) error {
+	var not []string
+	if req.GuidanceRescale != 0 {
+		not = append(not, "guidance rescale")
+	}
+	if req.InitImage != nil || req.Mask != nil || req.Strength != 0 {
+		not = append(not, "image to image and inpainting")
+	}
+	if req.DeepCache.Enabled() {
+		not = append(not, "DeepCache (the transformer has no skip branches to cache)")
+	}
+	if req.AdaptiveGuidance != 0 {
+		not = append(not, "Adaptive Guidance")
+	}
+	sd := req.SDXLOptions
+	sd.EncodeEmptyNegativePrompt = false // PixArt always encodes the negative prompt
+	if sd != (SDXLOptions{}) {
+		not = append(not, "the SD-XL options (prompt 2, micro-conditioning)")
+	}
+	if len(not) > 0 {
+		return fmt.Errorf("pipeline: %s has no %s", p.Kind, strings.Join(not, ", "))
+	}
+	return nil
 }

@@ -194,3 +194,26 @@ func TestPixArtBinningGenerate(t *testing.T) {
 		}
 	}
 }
+
+// TestPixArtRefusesUNetSettings checks that settings of the UNet
+// pipelines are refused by name on PixArt rather than ignored.
+func TestPixArtRefusesUNetSettings(t *testing.T) {
+	p := &Pipeline{Kind: PixArtAlpha}
+	for _, c := range []struct {
+		req  Request
+		want string
+	}{
+		{Request{DeepCache: DeepCache{Interval: 3}}, "DeepCache"},
+		{Request{AdaptiveGuidance: 0.9}, "Adaptive Guidance"},
+		{Request{EditOptions: EditOptions{Strength: 0.5}}, "image to image"},
+		{Request{SDXLOptions: SDXLOptions{Prompt2: "x"}}, "SD-XL options"},
+		{Request{GuidanceRescale: 0.7}, "guidance rescale"},
+	} {
+		if err := p.checkPixArtRequest(c.req); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one naming %s", c.req, err, c.want)
+		}
+	}
+	if err := p.checkPixArtRequest(Request{SDXLOptions: SDXLOptions{EncodeEmptyNegativePrompt: true}}); err != nil {
+		t.Errorf("an explicit empty negative prompt was refused: %v", err)
+	}
+}
