@@ -171,6 +171,10 @@ type LoadOptions struct {
 	// the memory of F16, dequantised inside the matmul and convolution
 	// kernels, at the cost of a small error (docs/memory.md).
 	UNet8Bit bool
+	// TextEncoder8Bit binds a T5 text encoder's attention and
+	// feed-forward projections as 8-bit (PixArt: T5-XXL in a quarter of its
+	// F32 size, half of BF16), streamed or resident.
+	TextEncoder8Bit bool
 }
 
 // Load opens the diffusers model folder dir on the local disk (see

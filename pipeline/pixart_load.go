@@ -34,7 +34,10 @@ type pixartParts struct {
 	trComp, teComp *hub.Component
 	// streamT5 binds the T5 encoder block by block during encoding
 	// (LoadOptions.StreamTextEncoder).
-	streamT5      bool
+	streamT5 bool
+	// t5Eight binds the T5 encoder's projections as 8-bit
+	// (LoadOptions.TextEncoder8Bit).
+	t5Eight       bool
 	crossReleased bool
 	// promptCache keeps recent prompts' T5 embeddings on the device
 	// (pixart_embeds_cache.go).
@@ -80,7 +83,7 @@ func loadPixArt(b backend.Backend, f hub.Folder, mi *hub.ModelIndex, kind Kind, 
 			opt.Loaded(c)
 		}
 	}
-	p := &Pipeline{b: b, Dir: dir, Kind: kind, folder: f, variants: variants, pixart: &pixartParts{streamT5: opt.StreamTextEncoder,
+	p := &Pipeline{b: b, Dir: dir, Kind: kind, folder: f, variants: variants, pixart: &pixartParts{streamT5: opt.StreamTextEncoder, t5Eight: opt.TextEncoder8Bit,
 		promptCache: promptCache{limits: DefaultPromptCacheLimits}}}
 	defer func() {
 		if err != nil {
@@ -137,7 +140,7 @@ func (p *Pipeline) bindT5() error {
 	if px.teComp == nil {
 		return errNoT5
 	}
-	enc, err := loadT5(p.b, px.teComp, px.streamT5)
+	enc, err := loadT5(p.b, px.teComp, px.streamT5, px.t5Eight)
 	if err != nil {
 		return fmt.Errorf("%s: %w", px.teComp.Dir, err)
 	}

@@ -83,3 +83,30 @@ func loadRunWith(t *testing.T, r *runFile, opt LoadOptions) (*Pipeline, error) {
 	rel := filepath.Base(r.PipelineFolder)
 	return Load(cpu.New(), golden.Dir(t, "golden", rel), opt)
 }
+
+// TestT58Bit runs the tiny PixArt pipeline with 8-bit T5 projections,
+// streamed, and reports how far its prompt embeddings move from
+// transformers' (the run's text.prompt_embeds): within 5% of their
+// largest magnitude, and not equal (the quantisation is real).
+func TestT58Bit(t *testing.T) {
+	gold := golden.Tensors(t, filepath.Join(golden.Dir(t, "golden", "runs"), "pixart_dpm_baseline.safetensors"))
+	p, err := Load(cpu.New(), golden.Dir(t, "golden", "pixart_tiny_pipeline"),
+		LoadOptions{TextEncoder8Bit: true, StreamTextEncoder: true, SkipVAE: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := readRun(t, "pixart_dpm_baseline")
+	req := requestFor(t, r, gold["init.latents"])
+	req.Decoder, req.NoResolutionBinning, req.EncodeEmptyNegativePrompt = DecodeNone, true, true
+	var got *tensor.Host
+	req.EncodedPrompt = func(e *PromptEmbeds) error { got = e.PromptEmbeds; return nil }
+	if _, err := p.Generate(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	abs, rel := golden.Diff(got, gold["text.prompt_embeds"])
+	t.Logf("8-bit T5: prompt embeddings %.3g from transformers' (%.3g of their largest magnitude)", abs, rel)
+	if rel == 0 || rel > 0.05 {
+		t.Errorf("relative error %.3g: want above 0 and at most 0.05", rel)
+	}
+}

@@ -106,6 +106,8 @@ type loadOptions struct {
 	// SkipTextEncoder leaves PixArt's T5 encoder unloaded: generate then
 	// needs promptEmbeds.
 	SkipTextEncoder bool `json:"skipTextEncoder"`
+	// TextEncoder8Bit binds PixArt's T5 projections as 8-bit.
+	TextEncoder8Bit bool `json:"textEncoder8bit"`
 }
 
 // modelInfo is what load resolves to (ModelInfo in docs/js-api.md).
@@ -192,6 +194,9 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 		Variants:        hub.PreferFP16,
 		UNet8Bit:        o.UNet8Bit,
 		SkipTextEncoder: o.SkipTextEncoder,
+		TextEncoder8Bit: o.TextEncoder8Bit,
+		// T5-XXL is 9.5 GB in F16: bind it a block at a time.
+		StreamTextEncoder: true,
 	}
 	var p *pipeline.Pipeline
 	if m.file != nil {

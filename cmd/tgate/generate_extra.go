@@ -20,6 +20,7 @@ type extraFlags struct {
 	strength        float64
 	loras           loraFlag
 	unet8           bool
+	te8             bool
 	vaeTiling       bool
 	config          string
 	modelFlags
@@ -34,6 +35,7 @@ func (x *extraFlags) register(fl *flag.FlagSet) {
 	fl.Var(&x.loras, "lora", "LoRA file (kohya/A1111 or diffusers/PEFT safetensors) fused into the text encoder(s) and UNet, with an optional scale (default 1); repeatable")
 	fl.StringVar(&x.config, "config", "", "with a single-file --model: a diffusers folder whose configs, tokenizer and scheduler to use (default: inferred from the weights, SD 1.5, 2.x or XL)")
 	fl.BoolVar(&x.unet8, "unet-8bit", false, "bind the UNet's Linear and convolution weights as 8-bit integers (half the memory of F16, a small error: docs/memory.md)")
+	fl.BoolVar(&x.te8, "text-encoder-8bit", false, "PixArt: bind the T5 encoder's projections as 8-bit integers (docs/memory.md)")
 	fl.BoolVar(&x.vaeTiling, "vae-tiling", false, "decode the image by overlapping tiles, blended (less memory for large images; diffusers' enable_tiling)")
 	x.modelFlags.register(fl)
 	x.embeds.register(fl)
@@ -75,6 +77,7 @@ func configFolder(model, config string) (hub.Folder, error) {
 func (x *extraFlags) loadOptions(opt *pipeline.LoadOptions) {
 	opt.LoRAs = x.loras
 	opt.UNet8Bit = x.unet8
+	opt.TextEncoder8Bit = x.te8
 	opt.StreamTextEncoder = x.streamT5
 	x.embeds.loadOptions(opt)
 }
@@ -83,7 +86,7 @@ func (x *extraFlags) loadOptions(opt *pipeline.LoadOptions) {
 var extraGroups = []flagGroup{
 	{"single-file checkpoints", []string{"config"}},
 	{"editing", []string{"init-image", "mask", "strength", "lora"}},
-	{"memory", []string{"unet-8bit", "vae-tiling"}},
+	{"memory", []string{"unet-8bit", "text-encoder-8bit", "vae-tiling"}},
 }
 
 // extraValues name the extra flags' values in help.
