@@ -44,7 +44,7 @@ demo: build
 vet:
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above"; exit 1)
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) vet ./webgpu/... ./cmd/kernelbench/... ./wasm/... ./hub/browser/... ./internal/jsutil/...
+	GOOS=js GOARCH=wasm $(GO) vet ./webgpu/... ./cmd/kernelbench/... ./bench/kernels/engine/... ./wasm/... ./hub/browser/... ./internal/jsutil/...
 
 test: vet test-host test-js test-browser test-worker
 
@@ -71,6 +71,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./cpu/...
 	GOOS=js GOARCH=wasm $(GO) run -exec $(WASMEXEC) ./cmd/kernelbench
 	$(MAKE) bench-e2e
+	$(MAKE) bench-kernels
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 2m ./safetensors
@@ -133,3 +134,19 @@ BENCH_LATENT ?= 16
 .PHONY: bench-e2e
 bench-e2e:
 	$(GO) run ./cmd/tgatebench -rounds $(BENCH_ROUNDS) -latent $(BENCH_LATENT)
+
+# ---- Kernels side by side (bench/kernels; docs/performance.md) ----
+
+# Our WebGPU kernels against TensorFlow.js's WebGPU backend 4.22.0 and ONNX
+# Runtime Web 1.31.1's WebGPU EP in one headless Chromium page, on the same
+# adapter and seeded inputs, outputs checked against a float64 reference;
+# prints a table and `kernel=NAME ours_ms=X tfjs_ms=Y ort_ms=Z ratio=R` per
+# kernel. About 6 minutes on SwiftShader. Not part of `make test`.
+BENCH_KERNELS       := bench/kernels
+BENCH_KERNELS_FLAGS ?= -reps 5 -warmup 1
+.PHONY: bench-kernels bench-kernels-deps
+$(BENCH_KERNELS)/node_modules/.package-lock.json: $(BENCH_KERNELS)/package-lock.json
+	cd $(BENCH_KERNELS) && npm ci --no-audit --no-fund
+bench-kernels-deps: $(BENCH_KERNELS)/node_modules/.package-lock.json
+bench-kernels: bench-kernels-deps
+	$(GO) run ./$(BENCH_KERNELS) $(BENCH_KERNELS_FLAGS)
