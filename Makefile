@@ -55,7 +55,7 @@ test: vet test-host test-js test-browser test-worker
 test-host:
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -Ev '/cpu$$|/web/e2e$$|/web/worker/e2e$$')
 	$(GO) test -count=1 -v ./cpu | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)|^\s+--- PASS'
-	$(GO) test -count=1 -timeout 20m -v ./web/e2e | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)'
+	$(GO) test -count=1 -timeout 40m -v ./web/e2e | grep -Ev '^\s*=== (RUN|PAUSE|CONT|NAME)'
 
 # The page's JavaScript modules that run without a browser (Node's test
 # runner).
