@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -169,7 +170,36 @@ type Result struct {
 }
 
 // Generate runs the denoising loop for req and decodes the result.
+//
+// An error before any phase starts (a setting the model does not have,
+// sizes that disagree, a strength that leaves no step) is a
+// *RequestError: nothing ran, and the same request will fail again.
 func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
+	started := false
+	phase := req.Phase
+	req.Phase = func(ev PhaseEvent) {
+		started = true
+		if phase != nil {
+			phase(ev)
+		}
+	}
+	res, err := p.generate(ctx, req)
+	var re *RequestError
+	if err != nil && !started && ctx.Err() == nil && p.b.Err() == nil && !errors.As(err, &re) {
+		err = &RequestError{Err: err}
+	}
+	return res, err
+}
+
+// RequestError is a generation refused for what it asks, before any work
+// ran.
+type RequestError struct{ Err error }
+
+func (e *RequestError) Error() string { return e.Err.Error() }
+func (e *RequestError) Unwrap() error { return e.Err }
+
+// generate is Generate without the classification of its errors.
+func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	if p.pixart != nil {
 		return p.generatePixArt(ctx, req)
 	}

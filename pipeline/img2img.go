@@ -128,11 +128,12 @@ func (p *Pipeline) resolveStrength(req Request) (float64, error) {
 	return s, nil
 }
 
-// strengthStart is get_timesteps of the img2img and inpainting pipelines:
+// StrengthStart is get_timesteps of the img2img and inpainting pipelines,
+// the number of the schedule's steps that strength skips:
 // init_timestep = min(int(steps · strength), steps) and
 // t_start = max(steps − init_timestep, 0), with the float64 product Python
 // computes (int(10 · 0.3) = 3).
-func strengthStart(steps int, strength float64) (tStart int) {
+func StrengthStart(steps int, strength float64) (tStart int) {
 	init := int(float64(steps) * strength)
 	if init > steps {
 		init = steps
@@ -171,7 +172,7 @@ func (p *Pipeline) prepareEdit(req Request, st sched.Stepper[backend.Tensor], ge
 		return nil, err
 	}
 	order := max(st.Order(), 1)
-	e := &edit{strength: strength, tStart: strengthStart(steps, strength), total: len(st.Timesteps())}
+	e := &edit{strength: strength, tStart: StrengthStart(steps, strength), total: len(st.Timesteps())}
 	e.start = e.tStart * order
 	if steps-e.tStart < 1 || e.start >= e.total {
 		return nil, fmt.Errorf("pipeline: strength %g leaves no denoising step of %d (int(steps·strength) = %d); raise the strength or the steps", strength, steps, steps-e.tStart)

@@ -125,8 +125,10 @@ func (p *Pipeline) LoRAs() []LoRA { return append([]LoRA(nil), p.lora.specs...) 
 
 // SetLoRAs replaces the applied LoRAs with loras (none: the base weights)
 // and binds the text encoder(s) and the UNet again. Every file is read
-// and matched against the models before anything is released, so on an
-// error the pipeline keeps its earlier weights.
+// and matched against the models before anything is released, so a bad
+// file leaves the pipeline with its earlier weights. When binding itself
+// fails (out of memory), the new set stays recorded and the models that
+// could not be bound are bound again, with it, by the next Generate.
 func (p *Pipeline) SetLoRAs(loras []LoRA) error {
 	if p.unetComp == nil {
 		return fmt.Errorf("%s: LoRA files apply to the UNet pipelines (SD 1.x/2.x, SD-XL, LCM), not to %s", p.Dir, p.Kind)

@@ -436,8 +436,14 @@ func (p *Pipeline) loadTextEncoder() error {
 
 // reloadUNet binds the UNet again after a T-GATE run released its
 // cross-attention weights.
+//
+// The old weights go first, so two UNets never need to fit at once. When
+// binding the new ones fails (out of memory, a lost file), the released
+// model stays in place (its config is still read) marked for rebinding,
+// so the next Generate tries again rather than running without weights.
 func (p *Pipeline) reloadUNet() error {
-	p.UNet.Release(p.b)
+	p.UNet.Release(p.b) // idempotent
+	p.crossReleased = true
 	m, err := p.loadUNetWeights()
 	if err != nil {
 		return fmt.Errorf("%s: reloading: %w", p.unetComp.Dir, err)

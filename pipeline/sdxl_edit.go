@@ -37,11 +37,15 @@ const (
 // gets: for SD-XL 0.3 (image to image) or 0.9999 (inpainting), for SD
 // 1.x/2.x 0.8 or 1.0 (the __call__ defaults of the four diffusers
 // pipelines).
-func (p *Pipeline) DefaultStrength(inpaint bool) float64 {
+func (p *Pipeline) DefaultStrength(inpaint bool) float64 { return DefaultStrengthFor(p.Kind, inpaint) }
+
+// DefaultStrengthFor is the default strength of the editing pipelines of
+// kind (for planning before a model is loaded).
+func DefaultStrengthFor(kind Kind, inpaint bool) float64 {
 	switch {
-	case p.Kind == StableDiffusionXL && inpaint:
+	case kind == StableDiffusionXL && inpaint:
 		return DefaultSDXLInpaintStrength
-	case p.Kind == StableDiffusionXL:
+	case kind == StableDiffusionXL:
 		return DefaultSDXLImg2ImgStrength
 	case inpaint:
 		return DefaultInpaintStrength

@@ -1,8 +1,13 @@
 package pipeline
 
 import (
+	"context"
+	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/tgate-web/tgate/cpu"
+	"github.com/tgate-web/tgate/internal/golden"
 
 	"github.com/tgate-web/tgate/tensor"
 )
@@ -31,4 +36,30 @@ func TestMethodSettings(t *testing.T) {
 		t.Errorf("img2img settings %v, want only the default strength 0.8 (PixArt options do not apply)", got)
 	}
 
+}
+
+// TestRequestError checks that a request refused before any work is a
+// *RequestError (the browser answers it with "bad-request") and that a
+// cancelled run is not.
+func TestRequestError(t *testing.T) {
+	p, err := Load(cpu.New(), golden.Dir(t, "golden", "sd15_tiny_pipeline"), LoadOptions{SkipVAE: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	base := Request{Prompt: "x", Steps: 2, Guidance: 7.5, Width: 32, Height: 32, Decoder: DecodeNone}
+	bad := base
+	bad.Strength = 0.5 // without an init image
+	var re *RequestError
+	if _, err := p.Generate(context.Background(), bad); !errors.As(err, &re) {
+		t.Errorf("strength without an image: %v (%T), want a *RequestError", err, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := p.Generate(ctx, base); err == nil || errors.As(err, &re) {
+		t.Errorf("cancelled run: %v, want an error that is not a *RequestError", err)
+	}
+	if _, err := p.Generate(context.Background(), base); err != nil {
+		t.Errorf("a good request after refused ones: %v", err)
+	}
 }

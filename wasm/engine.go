@@ -30,8 +30,10 @@ type engine struct {
 
 	p     *pipeline.Pipeline
 	model *modelInfo
-	// loras is the LoRA set fused into the loaded model.
-	loras []appliedLoRA
+	// loras is the LoRA set fused into the loaded model; lorasStale says
+	// a change failed midway, so the weights may match no set.
+	loras      []appliedLoRA
+	lorasStale bool
 
 	mu     sync.Mutex
 	busy   bool
@@ -236,7 +238,7 @@ func (e *engine) load(source, optJSON string, onEvent js.Value) (any, error) {
 			info.DownloadBytes += f.Bytes
 		}
 	}
-	e.p, e.model, e.loras = p, info, nil
+	e.p, e.model, e.loras, e.lorasStale = p, info, nil, false
 	return jsonValue(info)
 }
 

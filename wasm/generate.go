@@ -52,12 +52,6 @@ func (e *engine) generate(optJSON string, latents, onEvent, images js.Value) (an
 		return nil, coded("bad-request", err)
 	}
 	req := r.Request
-	if err := e.applyLoRAs(opts.LoRAs, emitter(onEvent)); err != nil {
-		if lost := e.b.DeviceLost(); lost != nil {
-			return nil, coded("device-lost", lost)
-		}
-		return nil, coded(codeOrBadModel(err), err)
-	}
 	if opts.PromptEmbeds != "" {
 		f, name, err := e.openFile(opts.PromptEmbeds, e.hub, "prompt_embeds.safetensors")
 		if err == nil {
@@ -72,6 +66,18 @@ func (e *engine) generate(optJSON string, latents, onEvent, images js.Value) (an
 	}
 	if req.Latents, err = initLatents(p, req, latents); err != nil {
 		return nil, coded("bad-request", err)
+	}
+	// LoRAs last: re-binding the weights is the costly part, done once
+	// the rest of the request has passed its checks.
+	if err := e.applyLoRAs(opts.LoRAs, emitter(onEvent)); err != nil {
+		if lost := e.b.DeviceLost(); lost != nil {
+			return nil, coded("device-lost", lost)
+		}
+		code := codeOf(err) // a download's code, else the request's fault
+		if code == "internal" {
+			code = "bad-request"
+		}
+		return nil, coded(code, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -185,8 +191,13 @@ func (e *engine) resultMeta(r *jsapi.Resolved, req pipeline.Request, res *pipeli
 	settings pnginfo.Params, params string, warnings []string, total float64) map[string]any {
 	g := req.Gate
 	gateStep := g.GateStep
+	if g.Auto.Enabled() {
+		gateStep = res.Gate.GateStep // where the auto gate closed
+	}
 	evals := len(res.Timesteps)
-	warm := evals - r.Steps // PNDM's PRK warm-up evaluations
+	// PNDM's PRK warm-up evaluations; image to image runs fewer than
+	// r.Steps, and its gate counts from the first step that runs.
+	warm := max(0, evals-r.Steps)
 	var after float64
 	for i, v := range st.stepPeak {
 		if i+1 > gateStep+warm {
@@ -226,7 +237,7 @@ func (e *engine) resultMeta(r *jsapi.Resolved, req pipeline.Request, res *pipeli
 			"prompt": req.Prompt, "negativePrompt": req.NegativePrompt, "steps": r.Steps, "guidance": r.Guidance,
 			"guidanceRescale": req.GuidanceRescale, "seed": req.Seed, "width": settings.Width, "height": settings.Height,
 			"scheduler": settings.Sampler, "timestepSpacing": spacing, "decoder": decoder, "model": e.model.Source,
-			"tgate": map[string]any{"mode": g.Mode.String(), "gateStep": g.GateStep, "spInterval": g.SPInterval,
+			"tgate": map[string]any{"mode": g.Mode.String(), "gateStep": settingsGateStep(g), "spInterval": g.SPInterval,
 				"fiInterval": g.FIInterval, "warmUp": g.WarmUp},
 		},
 	}
@@ -240,6 +251,14 @@ func gateStepOf(req pipeline.Request, res *pipeline.Result) any {
 		return nil
 	}
 	return g
+}
+
+// settingsGateStep is the gate step as asked: a number, or "auto".
+func settingsGateStep(g gate.Config) any {
+	if g.Auto.Enabled() {
+		return "auto"
+	}
+	return g.GateStep
 }
 
 func nullIfZero(n int) any {

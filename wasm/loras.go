@@ -34,7 +34,7 @@ func (e *engine) applyLoRAs(want []jsapi.LoRA, emit func(map[string]any)) error 
 		}
 		set = append(set, a)
 	}
-	if slices.Equal(set, e.loras) {
+	if !e.lorasStale && slices.Equal(set, e.loras) {
 		return nil
 	}
 	specs := make([]pipeline.LoRA, len(set))
@@ -47,8 +47,11 @@ func (e *engine) applyLoRAs(want []jsapi.LoRA, emit func(map[string]any)) error 
 		specs[i] = pipeline.LoRA{Folder: f, Name: name, Scale: a.scale}
 	}
 	if err := e.p.SetLoRAs(specs); err != nil {
+		// The weights may be bound with neither set: the next call
+		// applies its set whatever it is.
+		e.lorasStale = true
 		return err
 	}
-	e.loras = set
+	e.loras, e.lorasStale = set, false
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"syscall/js"
 
 	"github.com/tgate-web/tgate/internal/jsutil"
+	"github.com/tgate-web/tgate/pipeline"
 	"github.com/tgate-web/tgate/webgpu"
 )
 
@@ -124,9 +125,12 @@ func coded(code string, err error) error {
 func codeOf(err error) string {
 	var c *codedError
 	var limit *webgpu.LimitError
+	var req *pipeline.RequestError
 	switch {
 	case errors.As(err, &c):
 		return c.code
+	case errors.As(err, &req):
+		return "bad-request"
 	case errors.Is(err, context.Canceled):
 		return "cancelled"
 	case jsutil.CodeOf(err) != "":

@@ -12,7 +12,7 @@ import { PRESETS, LOCAL_REPO, DEFAULT_CHECKPOINT_CONFIG, localPreset, fetchLocal
 import { readForm, readGateFields, readDeepCache, flagField, fillSampling, fillFromParameters, syncGateFields, showFieldsFor } from "./ui/form.js";
 import { showResult, addToGallery, showCompareRuns, showModelInfo, settingsOf } from "./ui/results.js";
 import { renderCache, setCacheBusy } from "./ui/cache.js";
-import { setUpImagePanel, setInitImage, readImageOptions, initImageInfo, setStrength, setImageNote } from "./ui/image.js";
+import { setUpImagePanel, setInitImage, readImageOptions, initImageInfo, setStrength, setStrengthDefaults, setImageNote } from "./ui/image.js";
 import { setUpLoras, readLoras, fillLoras } from "./ui/lora.js";
 import { compareRuns, COMPARE_HEADINGS } from "./ui/compare.js";
 import { downloadProgress, stepProgress } from "./ui/progress.js";
@@ -224,6 +224,7 @@ function applyKind() {
   const kind = modelKind();
   showFieldsFor(kind);
   document.body.dataset.kind = kind;
+  setStrengthDefaults(kind);
   $("lora-note").hidden = kind !== "pixart";
   if (kind === "pixart") setImageNote("PixArt makes images from text alone here: the init image and the mask are not used.");
   else if (kind === "inpaint") setImageNote("This is an inpainting model: give it an image and paint a mask.");

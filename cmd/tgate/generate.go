@@ -63,9 +63,9 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	model := fl.String("model", "", "diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), or a single-file .safetensors checkpoint (CompVis/A1111 layout, see --config); required")
 	prompt := fl.String("prompt", "", "the prompt")
 	negative := fl.String("negative-prompt", "", "the negative prompt (classifier-free guidance)")
-	steps := fl.Int("steps", 0, "denoising steps (default: 50 for Stable Diffusion, 4 for LCM)")
+	steps := fl.Int("steps", 0, "denoising steps (default: 50 for Stable Diffusion and SD-XL, 4 for LCM, 20 for PixArt)")
 	var guidance optFloat
-	fl.Var(&guidance, "guidance", "guidance scale; at most 1 turns classifier-free guidance off for Stable Diffusion (default: 7.5 for Stable Diffusion, 8.5 for LCM)")
+	fl.Var(&guidance, "guidance", "guidance scale; at most 1 turns classifier-free guidance off for Stable Diffusion (default: 7.5 for Stable Diffusion, 5 for SD-XL, 8.5 for LCM, 4.5 for PixArt)")
 	rescale := fl.Float64("guidance-rescale", 0, "guidance rescale φ in [0, 1] (rescale_noise_cfg; 0 is off)")
 	seed := fl.Uint64("seed", 0, "seed of the PyTorch-compatible CPU generator")
 	width := fl.Int("width", 0, "image width in pixels (default: the model's)")
@@ -142,7 +142,8 @@ func generate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(err)
 	}
 	r, err := planRun(planFolder, runChoices{steps: *steps, scheduler: name, spacing: *spacing, guidance: guidance, mode: gm,
-		gateStep: extra.gateStep.n, auto: extra.auto(), spInterval: *spInterval, fiInterval: *fiInterval, warmUp: *warmUp})
+		gateStep: extra.gateStep.n, auto: extra.auto(), edit: extra.initImage != "", inpaint: extra.mask != "", strength: extra.strength,
+		spInterval: *spInterval, fiInterval: *fiInterval, warmUp: *warmUp})
 	var ue choiceError
 	switch {
 	case errors.As(err, &ue):

@@ -104,7 +104,7 @@ func (x *extraFlags) check(set map[string]bool) error {
 	if x.strength != 0 && x.initImage == "" {
 		return errors.New("--strength needs --init-image")
 	}
-	if x.strength < 0 || x.strength > 1 {
+	if x.strength < 0 || x.strength > 1 || (set["strength"] && x.strength == 0) {
 		return fmt.Errorf("--strength %g: must be in (0, 1]", x.strength)
 	}
 	return x.embeds.check()

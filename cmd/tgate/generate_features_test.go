@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tgate-web/tgate/cpu"
@@ -180,5 +181,35 @@ func TestGenerateSDXLEditing(t *testing.T) {
 			}
 			golden.AssertClose(t, "final.latents", readNPY(t, outLat), want.Latents, 1e-6)
 		})
+	}
+}
+
+// TestGenerateEditingPlan checks that generate plans an image-to-image run
+// over the steps its strength keeps: 10 steps at strength 0.5 run 5,
+// labelled 1/5 to 5/5, and a gate step of 6 is reported as never passed.
+func TestGenerateEditingPlan(t *testing.T) {
+	u8 := golden.Bytes(t, filepath.Join(golden.Dir(t, "golden", "runs"), "img2img_ddim_s06.safetensors"))
+	init := filepath.Join(t.TempDir(), "init.png")
+	if err := os.WriteFile(init, u8["input.image_png"].Data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--model", golden.Dir(t, "golden", "sd15_tiny_pipeline"), "--prompt", runPrompt, "--steps", "10",
+		"--scheduler", "ddim", "--init-image", init, "--strength", "0.5", "--tgate", "v1", "--gate-step", "6",
+		"--out", "", "--save-latents", filepath.Join(t.TempDir(), "l.npy")}
+	var stdout, stderr bytes.Buffer
+	if code := generate(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stderr.String()
+	if n := countPrefixed(out, "step "); n != 5 || !strings.Contains(out, "step 1/5") || !strings.Contains(out, "step 5/5") {
+		t.Errorf("want 5 progress lines labelled 1/5..5/5:\n%s", out)
+	}
+	if !strings.Contains(out, "gate step 6 is not below the 5 steps") {
+		t.Errorf("no warning that the gate is never passed:\n%s", out)
+	}
+	stderr.Reset()
+	bad := append(args[:len(args):len(args)], "--strength", "0")
+	if code := generate(context.Background(), bad, &stdout, &stderr); code != 2 {
+		t.Errorf("--strength 0: exit %d, want 2 (%s)", code, stderr.String())
 	}
 }

@@ -39,6 +39,10 @@ type runChoices struct {
 	// auto is the auto gate (--gate-step auto): the plan made before the
 	// run then assumes no gate, which the run decides.
 	auto gate.Auto
+	// edit is set with --init-image (inpaint with --mask): strength (0:
+	// the pipeline's default) then skips the schedule's first steps.
+	edit, inpaint bool
+	strength      float64
 }
 
 // choiceError marks an error in what the user asked for (exit status 2), as
@@ -98,6 +102,20 @@ func planRun(f hub.Folder, c runChoices) (*runPlan, error) {
 		return nil, choiceError{stepsProblem(st, r.steps, err)}
 	}
 	r.params, r.timesteps = st.Params(), st.Timesteps()
+	if c.edit {
+		// Image to image runs the schedule from the step its strength
+		// keeps; T-GATE counts from there (docs/editing.md).
+		strength := c.strength
+		if strength == 0 {
+			strength = pipeline.DefaultStrengthFor(kind, c.inpaint)
+		}
+		skip := pipeline.StrengthStart(r.steps, strength)
+		if skip >= r.steps {
+			return nil, choiceError{fmt.Errorf("--strength %g of %d steps runs no step: raise --strength or --steps", strength, r.steps)}
+		}
+		r.timesteps = r.timesteps[skip*st.Order():]
+		r.steps -= skip
+	}
 
 	guidance := 7.5 // the pipelines' defaults: 5 for SD-XL, 4.5 for PixArt, all above 1
 	if c.guidance.set {

@@ -49,9 +49,9 @@ func TestSubcommandHelp(t *testing.T) {
 		got[m[1]] = m[3]
 	}
 	for flag, want := range map[string]string{
-		"steps":     "(default: 50 for Stable Diffusion, 4 for LCM)",
+		"steps":     "(default: 50 for Stable Diffusion and SD-XL, 4 for LCM, 20 for PixArt)",
 		"gate-step": "(default: 10 for Stable Diffusion, 1 for LCM)",
-		"guidance":  "(default: 7.5 for Stable Diffusion, 8.5 for LCM)",
+		"guidance":  "(default: 7.5 for Stable Diffusion, 5 for SD-XL, 8.5 for LCM, 4.5 for PixArt)",
 		"out":       `(default: "out.png")`,
 		"tgate":     `(default: "off")`,
 	} {

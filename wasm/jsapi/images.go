@@ -14,18 +14,25 @@ type Pixels struct {
 	RGBA          []byte
 }
 
-// image checks the byte count and views the pixels as an *image.NRGBA.
+// image checks the byte count and views the pixels as an *image.NRGBA,
+// cropped at the right and bottom to whole multiples of 8 (the size the
+// page rounds its width and height to; diffusers resizes instead).
 func (p *Pixels) image(what string) (image.Image, error) {
 	if p.Width <= 0 || p.Height <= 0 || len(p.RGBA) != 4*p.Width*p.Height {
 		return nil, fmt.Errorf("%s: %d bytes for a %dx%d RGBA image (want %d)", what, len(p.RGBA), p.Width, p.Height, 4*p.Width*p.Height)
 	}
-	return &image.NRGBA{Pix: p.RGBA, Stride: 4 * p.Width, Rect: image.Rect(0, 0, p.Width, p.Height)}, nil
+	w, h := p.Width&^7, p.Height&^7
+	if w == 0 || h == 0 {
+		return nil, fmt.Errorf("%s: %dx%d is smaller than 8 pixels on a side", what, p.Width, p.Height)
+	}
+	img := &image.NRGBA{Pix: p.RGBA, Stride: 4 * p.Width, Rect: image.Rect(0, 0, p.Width, p.Height)}
+	return img.SubImage(image.Rect(0, 0, w, h)), nil
 }
 
 // SetImages puts the init image and the inpainting mask (either may be
 // nil) into the request: the image's RGB values and the mask's luminance
-// (PIL's convert("L")), each divided by 255, as the CLI reads PNG files.
-// The mask needs an image of its size.
+// (PIL's convert("L")), each divided by 255, as the CLI reads PNG files,
+// both cropped to multiples of 8. The mask needs an image of its size.
 func SetImages(req *pipeline.Request, initImage, mask *Pixels) error {
 	if initImage == nil {
 		if mask != nil {

@@ -45,6 +45,9 @@ func TestResolveModelOptions(t *testing.T) {
 	if q.MaxSequenceLength != 300 || !q.NoResolutionBinning || !q.CleanCaption {
 		t.Errorf("PixArt options %+v", q.PixArtOptions)
 	}
+	if r.Guidance != 5 || r.Steps != 50 {
+		t.Errorf("SD-XL defaults: steps %d, guidance %g, want 50 and 5", r.Steps, r.Guidance)
+	}
 	if q.EncodeEmptyNegativePrompt {
 		t.Error("an absent negativePrompt was taken as \"\"")
 	}

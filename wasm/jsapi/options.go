@@ -113,7 +113,8 @@ type Resolved struct {
 
 // Resolve turns options into a pipeline request for a model of the given
 // kind, with `tgate generate`'s defaults: 50 steps and guidance 7.5 (LCM:
-// 4 and 8.5), T-GATE off, the folder's scheduler, the VAE decoder.
+// 4 and 8.5; SD-XL: guidance 5; PixArt: 20 and 4.5), T-GATE off, the
+// folder's scheduler, the VAE decoder.
 // hasTAESD tells whether a TAESD decoder is loaded, hasVAE the VAE.
 func Resolve(g *Generate, kind pipeline.Kind, hasVAE, hasTAESD bool) (*Resolved, error) {
 	r := &Resolved{}
@@ -141,6 +142,8 @@ func Resolve(g *Generate, kind pipeline.Kind, hasVAE, hasTAESD bool) (*Resolved,
 		r.Steps, r.Guidance = 4, 8.5
 	case pixart:
 		r.Steps, r.Guidance = 20, 4.5
+	case kind == pipeline.StableDiffusionXL:
+		r.Guidance = 5
 	}
 	if g.Steps != nil {
 		if *g.Steps < 1 || *g.Steps > 1000 {

@@ -115,8 +115,9 @@ function readFamilyFields(o, kind) {
   } else {
     put(o, "deepcache", readDeepCache());
   }
+  // Adaptive Guidance applies to SD 1.x/2.x without T-GATE (both end guidance early).
   const ag = numField("adaptive-guidance", "Adaptive guidance", { min: 0, max: 1 });
-  if (ag) o.adaptiveGuidance = ag;
+  if (ag && (kind === "sd" || kind === "inpaint") && (!o.tgate || o.tgate.mode === "off")) o.adaptiveGuidance = ag;
 }
 
 /**
@@ -127,7 +128,9 @@ function readFamilyFields(o, kind) {
  */
 export function readForm({ kind = "sd" } = {}) {
   for (const el of document.querySelectorAll("#settings [aria-invalid]")) el.removeAttribute("aria-invalid");
-  const o = { prompt: $("prompt").value, negativePrompt: $("negative").value };
+  // An empty negative prompt is left out: SD-XL then uses zeros (diffusers' negative_prompt=None).
+  const o = { prompt: $("prompt").value };
+  put(o, "negativePrompt", $("negative").value);
   put(o, "steps", intField("steps", "Steps", { min: 1, max: 1000 }));
   put(o, "guidance", numField("guidance", "Guidance", { min: 0, max: 100 }));
   put(o, "seed", intField("seed", "Seed", { min: 0 }));

@@ -9,7 +9,9 @@ import { sizeFor, invertMask, maskCoverage } from "../imagedata.js";
 
 const $ = (id) => document.getElementById(id);
 
-const DEFAULT_STRENGTH = { img2img: 0.8, inpaint: 1.0 };
+// The pipelines' default strengths (diffusers' __call__ defaults): SD 1.x/2.x, and SD-XL's.
+const STRENGTHS = { sd: { img2img: 0.8, inpaint: 1.0 }, sdxl: { img2img: 0.3, inpaint: 0.9999 } };
+let DEFAULT_STRENGTH = STRENGTHS.sd;
 
 const state = {
   blob: null, // the init image as given (a Blob or File); what the engine decodes
@@ -147,6 +149,18 @@ export function readImageOptions() {
 /** What the panel holds, for the page's own use: { name, width, height, masked } or null. */
 export function initImageInfo() {
   return state.blob ? { name: state.name, width: state.width, height: state.height, masked: maskActive() } : null;
+}
+
+/**
+ * Makes the slider's defaults the model kind's ("sdxl" has its own; the rest SD's) and, unless a
+ * person moved it, puts it at the default for the image or mask now in the panel.
+ */
+export function setStrengthDefaults(kind) {
+  DEFAULT_STRENGTH = STRENGTHS[kind] || STRENGTHS.sd;
+  if (!state.strengthTouched) {
+    $("strength").value = String(maskActive() ? DEFAULT_STRENGTH.inpaint : DEFAULT_STRENGTH.img2img);
+    updateStrengthLabel();
+  }
 }
 
 /** Sets the strength slider (e.g. from a PNG's "Denoising strength"). */
