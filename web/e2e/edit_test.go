@@ -348,7 +348,9 @@ func TestEditPanels(t *testing.T) {
 	if jsonString(call.TGate) != `{"autoThreshold":0.02,"gateStep":"auto","mode":"v2"}` {
 		t.Errorf("tgate: %s", jsonString(call.TGate))
 	}
-	if jsonString(call.DeepCache) != `{"branch":1,"interval":3}` || call.AdaptiveGuidance != 0.9993 {
+	// T-GATE is on, so the Adaptive Guidance field (which the pipeline
+	// refuses together with T-GATE) is not sent.
+	if jsonString(call.DeepCache) != `{"branch":1,"interval":3}` || call.AdaptiveGuidance != 0 {
 		t.Errorf("deepcache %s, adaptiveGuidance %v", jsonString(call.DeepCache), call.AdaptiveGuidance)
 	}
 	if call.Width != 64 || call.Height != 48 || call.Prompt2 != nil {
@@ -375,6 +377,17 @@ func TestEditPanels(t *testing.T) {
 	s.eval(`Array.from(document.querySelectorAll("#compare-view figure.compare-item")).map((f) => f.dataset.method)`, &methods)
 	if strings.Join(methods, ",") != "off,T-GATE,DeepCache,T-GATE + DeepCache" {
 		t.Errorf("compare view methods %v", methods)
+	}
+
+	// With T-GATE off, the Adaptive Guidance field is sent.
+	s.setField("tgate-mode", "off")
+	if st := s.clickAndWait("#generate", time.Minute); st != "ready" {
+		t.Fatalf("generate with T-GATE off: state %s, status %s", st, s.text("#status"))
+	}
+	var ag float64
+	s.eval(`window.generateCalls[window.generateCalls.length - 1].adaptiveGuidance ?? 0`, &ag)
+	if ag != 0.9993 {
+		t.Errorf("adaptiveGuidance %v with T-GATE off, want 0.9993", ag)
 	}
 
 	// ---- "use as init image" on a gallery image ----
