@@ -71,7 +71,8 @@ func checkGemm(t *testing.T, cases []gemmCase, tol float64) {
 // at and one above multiples of the kernel's output tile (gemmTile) and
 // K step (gemmTK), including sizes below 4 (a thread's partial vec4) and
 // a K that is not a multiple of 16, in every transpose combination, with
-// F32, F16 and BF16 weights, bias and a broadcast batch.
+// F32, F16 and BF16 weights, bias and a broadcast batch. Short M (1–5,
+// 65, 77) takes the half-size tile of matmulWG, the others the full one.
 func TestMatMulTileEdges(t *testing.T) {
 	var cases []gemmCase
 	seed := uint64(100)

@@ -129,14 +129,26 @@ func (b *Backend) MatMul(x, y, biasT backend.Tensor, opt backend.MatMulOpts) bac
 	if w.dtype == tensor.I8 && (!opt.TransB || len(w.shape) != 2) {
 		panic(fmt.Sprintf("webgpu: MatMul: an 8-bit weight must be a Linear weight [out, in] used with TransB, got %v", w.shape))
 	}
+	wg := matmulWG(M)
 	consts := map[string]float64{
 		"TRANS_A": boolConst(opt.TransA), "TRANS_B": boolConst(opt.TransB),
 		"DT_A": dtCode(a.dtype), "DT_B": wCode, "DT_C": dtCode(bias.dtype),
-		"WG": gemmWG, "TK": gemmTK,
+		"WG": float64(wg), "TK": gemmTK,
 	}
-	grid := [3]int{groups(N, gemmTile), groups(M, gemmTile), nBatch}
+	grid := [3]int{groups(N, 8*wg), groups(M, 8*wg), nBatch}
 	b.run(kMatMul, consts, &p, grid, out, a, w, bias, wScale)
 	return out
+}
+
+// matmulWG is the workgroup side of a matmul with M rows: gemmWG, or half
+// of it when the smaller tile pads M by a quarter less (77 text tokens:
+// 96 rows computed instead of 128).
+func matmulWG(m int) int {
+	big, small := 8*gemmWG, 4*gemmWG
+	if 4*((m+small-1)/small*small) <= 3*((m+big-1)/big*big) {
+		return gemmWG / 2
+	}
+	return gemmWG
 }
 
 // Conv2D convolves x [B, Cin, H, W] with w [Cout, Cin, kh, kw] (+ bias)
