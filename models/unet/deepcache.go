@@ -129,15 +129,7 @@ func (m *Model) forwardDeepCache(b backend.Backend, sample backend.Tensor, times
 		}
 	}
 
-	tembAct := m.timeEmbedding(b, bs, timesteps, opt)
-	x := sample
-	if m.Config.CenterInputSample {
-		x = b.Affine(sample, 2, -1)
-	}
-	h := m.ConvIn.Forward(b, x)
-	if x != sample {
-		b.Free(x)
-	}
+	tembAct, h := m.stem(b, sample, bs, timesteps, opt)
 
 	// Down path; a nil skip is one a partial step does not compute (no
 	// recomputed module consumes it).

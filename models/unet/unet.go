@@ -156,16 +156,7 @@ func (m *Model) Forward(b backend.Backend, sample backend.Tensor, timesteps []fl
 	sh := sample.Shape()
 	bs, hgt, wid := sh[0], sh[2], sh[3]
 
-	tembAct := m.timeEmbedding(b, bs, timesteps, opt)
-
-	x := sample
-	if m.Config.CenterInputSample {
-		x = b.Affine(sample, 2, -1)
-	}
-	h := m.ConvIn.Forward(b, x)
-	if x != sample {
-		b.Free(x)
-	}
+	tembAct, h := m.stem(b, sample, bs, timesteps, opt)
 
 	// Down path: the skip stack starts with conv_in's output.
 	skips := []backend.Tensor{h}
@@ -213,6 +204,22 @@ func (m *Model) Forward(b backend.Backend, sample backend.Tensor, timesteps []fl
 		return nil, rs.err
 	}
 	return out, nil
+}
+
+// stem is what every evaluation computes first: the activated time
+// embedding for a batch of bs and conv_in's output (after
+// center_input_sample when the config asks for it).
+func (m *Model) stem(b backend.Backend, sample backend.Tensor, bs int, timesteps []float64, opt ForwardOpts) (tembAct, h backend.Tensor) {
+	tembAct = m.timeEmbedding(b, bs, timesteps, opt)
+	x := sample
+	if m.Config.CenterInputSample {
+		x = b.Affine(sample, 2, -1)
+	}
+	h = m.ConvIn.Forward(b, x)
+	if x != sample {
+		b.Free(x)
+	}
+	return tembAct, h
 }
 
 // timeEmbedding returns SiLU(emb) for the resnets: emb =
