@@ -379,8 +379,17 @@ func TestEditPanels(t *testing.T) {
 		t.Errorf("compare view methods %v", methods)
 	}
 
-	// With T-GATE off, the Adaptive Guidance field is sent.
+	var agNote bool
+	s.eval(`!document.getElementById("ag-none").hidden`, &agNote)
+	if !agNote {
+		t.Error("with T-GATE on, the page does not say that Adaptive Guidance does nothing")
+	}
+	// With T-GATE off, the Adaptive Guidance field is sent and the note goes.
 	s.setField("tgate-mode", "off")
+	s.eval(`!document.getElementById("ag-none").hidden`, &agNote)
+	if agNote {
+		t.Error("with T-GATE off on an SD model, the page still says Adaptive Guidance does nothing")
+	}
 	if st := s.clickAndWait("#generate", time.Minute); st != "ready" {
 		t.Fatalf("generate with T-GATE off: state %s, status %s", st, s.text("#status"))
 	}

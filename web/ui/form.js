@@ -175,6 +175,7 @@ export function syncGateFields() {
   for (const [id] of GATE_FIELDS) $(id).disabled = off || (auto && id === "gate-step");
   $("gate-auto").disabled = off;
   $("auto-threshold").disabled = off || !auto;
+  updateAdaptiveNote();
 }
 
 /**
@@ -187,6 +188,16 @@ export function showFieldsFor(kind) {
   const unet = kind !== "pixart";
   $("deepcache-fields").hidden = !unet;
   $("deepcache-none").hidden = unet;
+  shownKind = kind;
+  updateAdaptiveNote();
+}
+
+let shownKind = "sd";
+
+/** Says when the Adaptive Guidance field does nothing (readFamilyFields then leaves it out). */
+function updateAdaptiveNote() {
+  const applies = (shownKind === "sd" || shownKind === "inpaint") && $("tgate-mode").value === "off";
+  $("ag-none").hidden = applies;
 }
 
 /**
